@@ -1,0 +1,111 @@
+// AttentionState: storage, reset, and conversion to and from the paper's log-space state.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "logattn/attention.h"
+
+namespace logattn {
+
+namespace {
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+}
+
+AttentionState::AttentionState(int64_t batch, int64_t heads, int64_t d_key, int64_t d_val,
+                               Values values)
+    : batch_(batch), heads_(heads), d_key_(d_key), d_val_(d_val), values_(values) {
+  if (batch < 1 || heads < 1 || d_key < 1 || d_val < 1)
+    throw Error("AttentionState: batch, heads, d_key and d_val must be at least 1, got " +
+                std::to_string(batch) + ", " + std::to_string(heads) + ", " +
+                std::to_string(d_key) + ", " + std::to_string(d_val));
+  data_.resize(batch * heads * floats_per_head());
+  reset();
+}
+
+void AttentionState::reset() {
+  tokens_ = 0;
+  const int64_t per = floats_per_head();
+  for (int64_t bh = 0; bh < batch_ * heads_; ++bh) {
+    float* p = data_.data() + bh * per;
+    std::fill(p, p + d_key_, kNegInf);                  // m
+    std::fill(p + d_key_, p + 2 * d_key_, 0.f);         // z
+    std::fill(p + 2 * d_key_, p + 2 * d_key_ + d_val_,  // c
+              values_ == Values::kLog ? kNegInf : 0.f);
+    std::fill(p + 2 * d_key_ + d_val_, p + per, 0.f);  // s
+  }
+}
+
+void AttentionState::to_log_space(std::span<float> h_s, std::span<float> h_z) const {
+  const int64_t dk = d_key_, dv = d_val_, n = batch_ * heads_;
+  if (static_cast<int64_t>(h_s.size()) != n * dk * dv || static_cast<int64_t>(h_z.size()) != n * dk)
+    throw Error(
+        "AttentionState::to_log_space: h_s must have B*H*dk*dv = " + std::to_string(n * dk * dv) +
+        " and h_z B*H*dk = " + std::to_string(n * dk) + " elements");
+  for (int64_t bh = 0; bh < n; ++bh) {
+    const float* p = data_.data() + bh * floats_per_head();
+    const float *m = p, *z = p + dk, *c = p + 2 * dk, *s = p + 2 * dk + dv;
+    for (int64_t d = 0; d < dk; ++d) {
+      h_z[bh * dk + d] = z[d] > 0.f ? std::log(z[d]) + m[d] : kNegInf;
+      for (int64_t j = 0; j < dv; ++j) {
+        const float x = s[d * dv + j];
+        if (x < 0.f)
+          throw Error(
+              "AttentionState::to_log_space: the state holds a negative sum (signed "
+              "values); the log-space form needs non-negative values");
+        h_s[(bh * dk + d) * dv + j] = x > 0.f ? std::log(x) + m[d] + c[j] : kNegInf;
+      }
+    }
+  }
+}
+
+AttentionState AttentionState::from_log_space(int64_t batch, int64_t heads, int64_t d_key,
+                                              int64_t d_val, Values values,
+                                              std::span<const float> h_s,
+                                              std::span<const float> h_z, int64_t tokens) {
+  AttentionState st(batch, heads, d_key, d_val, values);
+  const int64_t dk = d_key, dv = d_val, n = batch * heads;
+  if (static_cast<int64_t>(h_s.size()) != n * dk * dv || static_cast<int64_t>(h_z.size()) != n * dk)
+    throw Error(
+        "AttentionState::from_log_space: h_s must have B*H*dk*dv = " + std::to_string(n * dk * dv) +
+        " and h_z B*H*dk = " + std::to_string(n * dk) + " elements");
+  for (float x : h_s)
+    if (std::isnan(x) || x == INFINITY)
+      throw Error("AttentionState::from_log_space: h_s has NaN or +inf");
+  for (float x : h_z)
+    if (std::isnan(x) || x == INFINITY)
+      throw Error("AttentionState::from_log_space: h_z has NaN or +inf");
+  st.tokens_ = tokens;
+  for (int64_t bh = 0; bh < n; ++bh) {
+    float* p = st.data_.data() + bh * st.floats_per_head();
+    float *m = p, *z = p + dk, *c = p + 2 * dk, *s = p + 2 * dk + dv;
+    const float* hs = h_s.data() + bh * dk * dv;
+    const float* hz = h_z.data() + bh * dk;
+    // Reference each key feature at its own log Z, so z = 1 where the sum is not empty.
+    for (int64_t d = 0; d < dk; ++d) {
+      m[d] = hz[d];
+      z[d] = hz[d] == kNegInf ? 0.f : 1.f;
+    }
+    if (values == Values::kLog) {
+      for (int64_t j = 0; j < dv; ++j) {
+        c[j] = kNegInf;
+        for (int64_t d = 0; d < dk; ++d)
+          if (hz[d] != kNegInf) c[j] = std::max(c[j], hs[d * dv + j] - hz[d]);
+      }
+    }
+    for (int64_t d = 0; d < dk; ++d)
+      for (int64_t j = 0; j < dv; ++j) {
+        const float x = hs[d * dv + j];
+        if (hz[d] == kNegInf || x == kNegInf) {
+          if (x != kNegInf)
+            throw Error("AttentionState::from_log_space: h_s is finite where h_z is -inf");
+          continue;
+        }
+        const float cj = values == Values::kLog ? c[j] : 0.f;
+        s[d * dv + j] = std::exp(x - hz[d] - cj);
+      }
+  }
+  return st;
+}
+
+}  // namespace logattn
