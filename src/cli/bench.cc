@@ -1,0 +1,255 @@
+// `logattn bench attention` and `logattn bench sgemm`: throughput and peak memory. Each
+// measurement runs in a child process (fork), so its peak resident memory is its own.
+#include <cblas.h>
+#include <fmt/format.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/progress.h"
+#include "logattn/attention.h"
+#include "simd/vexp.h"
+#include "util/memory.h"
+
+namespace logattn::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct AttentionBenchConfig {
+  std::vector<int64_t> n = {1024, 2048, 4096, 8192, 16384, 32768, 65536};
+  int64_t batch = 1;
+  int64_t heads = 8;
+  int64_t dk = 32;
+  int64_t dv = 32;
+  int64_t chunk = 64;
+  bool log_values = false;
+  double min_time = 0.5;
+  bool json = false;
+};
+
+// Runs fn in a child process; returns what it wrote to the pipe (one line of JSON).
+template <typename Fn>
+std::string in_child(Fn fn) {
+  int fds[2];
+  if (pipe(fds) != 0) throw std::runtime_error("bench: pipe failed");
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("bench: fork failed");
+  if (pid == 0) {
+    close(fds[0]);
+    std::string out;
+    try {
+      out = fn();
+    } catch (const std::exception& e) {
+      out = fmt::format("{{\"error\": \"{}\"}}", e.what());
+    }
+    const char* p = out.data();
+    size_t left = out.size();
+    while (left > 0) {
+      const ssize_t w = write(fds[1], p, left);
+      if (w <= 0) break;
+      p += w, left -= static_cast<size_t>(w);
+    }
+    close(fds[1]);
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t r;
+  while ((r = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(r));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty())
+    throw std::runtime_error("bench: a measurement process failed");
+  return out;
+}
+
+// Seconds per call of fn, over at least min_time seconds after one warm-up call.
+template <typename Fn>
+double seconds_per_call(double min_time, Fn fn) {
+  fn();
+  int64_t calls = 0;
+  const auto t0 = Clock::now();
+  double elapsed = 0;
+  do {
+    fn();
+    ++calls;
+    elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  } while (elapsed < min_time);
+  return elapsed / static_cast<double>(calls);
+}
+
+std::vector<float> random_tensor(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<float> x(n);
+  for (auto& e : x) e = normal(rng);
+  return x;
+}
+
+enum class Mode { kForward, kForwardBackward, kStep };
+
+std::string measure(const AttentionBenchConfig& c, int64_t n, Mode mode) {
+  const int64_t B = c.batch, H = c.heads, dk = c.dk, dv = c.dv;
+  AttentionOptions opt;
+  opt.causal = true;
+  opt.values = c.log_values ? Values::kLog : Values::kSigned;
+  opt.chunk = c.chunk;
+  const AttentionDims dims{B, H, n, n, dk, dv};
+  const auto q = random_tensor(B * H * n * dk, 1), k = random_tensor(B * H * n * dk, 2),
+             v = random_tensor(B * H * n * dv, 3);
+  std::vector<float> y(B * H * n * dv), log_d(B * H * n);
+  int64_t io_bytes = 4 * (q.size() + k.size() + v.size() + y.size() + log_d.size());
+  double sec = 0;
+  if (mode == Mode::kForward) {
+    sec = seconds_per_call(c.min_time, [&] { attention_forward(opt, dims, q, k, v, y, log_d); });
+  } else if (mode == Mode::kForwardBackward) {
+    std::vector<float> gq(q.size()), gk(k.size()), gv(v.size());
+    const auto gy = random_tensor(y.size(), 4);
+    io_bytes += 4 * (gq.size() + gk.size() + gv.size() + gy.size());
+    sec = seconds_per_call(c.min_time, [&] {
+      attention_forward(opt, dims, q, k, v, y, log_d);
+      attention_backward(opt, dims, q, k, v, y, log_d, gy, gq, gk, gv);
+    });
+  } else {
+    // Prefill n tokens of context, then time one-token steps.
+    AttentionState st(B, H, dk, dv, opt.values);
+    attention_forward(opt, dims, q, k, v, y, log_d, &st);
+    std::vector<float> yt(B * H * dv);
+    const int64_t steps = 2048;
+    std::vector<float> qs(B * H * dk), ks(B * H * dk), vs(B * H * dv);
+    std::copy(q.begin(), q.begin() + qs.size(), qs.begin());
+    std::copy(k.begin(), k.begin() + ks.size(), ks.begin());
+    std::copy(v.begin(), v.begin() + vs.size(), vs.begin());
+    sec = seconds_per_call(c.min_time,
+                           [&] {
+                             for (int64_t i = 0; i < steps; ++i) attention_step(qs, ks, vs, yt, st);
+                           }) /
+          steps;
+  }
+  const double tokens = static_cast<double>(B * n) / (mode == Mode::kStep ? n : 1);
+  const double flops = 4.0 * B * H * (mode == Mode::kStep ? 1 : n) * dk * dv;
+  return fmt::format(
+      "{{\"seconds\": {:.6g}, \"tokens_per_s\": {:.6g}, \"gflops\": {:.4g}, \"peak_mib\": {:.2f}, "
+      "\"io_mib\": {:.2f}}}",
+      sec, tokens / sec, flops / sec / 1e9, util::peak_resident_bytes() / 1048576.0,
+      io_bytes / 1048576.0);
+}
+
+int run_bench_attention(const AttentionBenchConfig& c, const OptionTable& table) {
+  if (c.n.empty()) throw Error("bench attention: --n needs at least one length");
+  for (int64_t n : c.n)
+    if (n < 1) throw Error("bench attention: every --n must be at least 1");
+  if (!c.json)
+    fmt::print("logattn bench attention ({}, {} threads)\nconfig: {}\n", simd::exp_isa(),
+               openblas_get_num_threads(), table.describe());
+  const char* names[] = {"forward", "forward_backward", "step"};
+  if (!c.json)
+    fmt::print("{:>7} {:>17} {:>8} {:>9} {:>17} {:>9} {:>12} {:>9} {:>8}\n", "n", "fwd tokens/s",
+               "GFLOP/s", "peak MiB", "fwd+bwd tokens/s", "peak MiB", "step us/tok", "peak MiB",
+               "io MiB");
+  std::string json = "[";
+  Progress progress("bench", static_cast<int64_t>(c.n.size()) * 3);
+  int64_t done = 0;
+  for (int64_t n : c.n) {
+    std::string rec[3];
+    for (int m = 0; m < 3; ++m) {
+      rec[m] = in_child([&] { return measure(c, n, static_cast<Mode>(m)); });
+      progress.update(++done, fmt::format("n={}", n));
+    }
+    json += fmt::format(
+        "{}{{\"n\": {}, \"batch\": {}, \"heads\": {}, \"dk\": {}, \"dv\": {}, "
+        "\"{}\": {}, \"{}\": {}, \"{}\": {}}}",
+        json.size() > 1 ? ", " : "", n, c.batch, c.heads, c.dk, c.dv, names[0], rec[0], names[1],
+        rec[1], names[2], rec[2]);
+    if (!c.json) {
+      auto field = [](const std::string& r, const char* key) {
+        const auto p = r.find(fmt::format("\"{}\": ", key));
+        return p == std::string::npos ? 0.0 : std::stod(r.substr(p + std::strlen(key) + 4));
+      };
+      if (progress.on_terminal()) std::fprintf(stderr, "\r\033[K");
+      fmt::print(
+          "{:>7} {:>17.0f} {:>8.2f} {:>9.1f} {:>17.0f} {:>9.1f} {:>12.3f} {:>9.1f} {:>8.1f}\n", n,
+          field(rec[0], "tokens_per_s"), field(rec[0], "gflops"), field(rec[0], "peak_mib"),
+          field(rec[1], "tokens_per_s"), field(rec[1], "peak_mib"), field(rec[2], "seconds") * 1e6,
+          field(rec[2], "peak_mib"), field(rec[0], "io_mib"));
+      std::fflush(stdout);
+    }
+  }
+  progress.finish();
+  if (c.json) fmt::print("{}]\n", json);
+  return 0;
+}
+
+struct SgemmConfig {
+  int64_t size = 1024;
+  double min_time = 0.5;
+  bool json = false;
+};
+
+int run_bench_sgemm(const SgemmConfig& c, const OptionTable& table) {
+  if (c.size < 1) throw Error("bench sgemm: --size must be at least 1");
+  const int n = static_cast<int>(c.size);
+  const auto a = random_tensor(int64_t(n) * n, 1), b = random_tensor(int64_t(n) * n, 2);
+  std::vector<float> out(int64_t(n) * n);
+  const double sec = seconds_per_call(c.min_time, [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n,
+                0.f, out.data(), n);
+  });
+  const double gflops = 2.0 * n * n * n / sec / 1e9;
+  if (c.json)
+    fmt::print("{{\"size\": {}, \"threads\": {}, \"gflops\": {:.4g}}}\n", n,
+               openblas_get_num_threads(), gflops);
+  else
+    fmt::print("config: {}\nOpenBLAS sgemm {}x{}x{} on {} threads: {:.1f} GFLOP/s\n",
+               table.describe(), n, n, n, openblas_get_num_threads(), gflops);
+  return 0;
+}
+
+}  // namespace
+
+Runner add_bench_attention_command(CLI::App& bench) {
+  auto* cmd =
+      bench.add_subcommand("attention",
+                           "Causal forward, forward+backward and one-token step: tokens/s, GFLOP/s "
+                           "(4 n dk dv per head) and peak memory");
+  auto cfg = std::make_shared<AttentionBenchConfig>();
+  auto table = std::make_shared<OptionTable>();
+  table->add("--n", &cfg->n, "sequence lengths (comma-separated)")
+      .add("--batch", &cfg->batch, "batch size")
+      .add("--heads", &cfg->heads, "heads")
+      .add("--dk", &cfg->dk, "key / query features per head")
+      .add("--dv", &cfg->dv, "value features per head")
+      .add("--chunk", &cfg->chunk, "tokens per chunk of the parallel path")
+      .add("--log-values", &cfg->log_values, "use the log-value interface")
+      .add("--min-time", &cfg->min_time, "seconds to repeat each measurement for")
+      .add("--json", &cfg->json, "print JSON");
+  table->attach(cmd);
+  cmd->get_option("--n")->delimiter(',');
+  return [cfg, table, cmd] { return cmd->parsed() ? run_bench_attention(*cfg, *table) : -1; };
+}
+
+Runner add_bench_sgemm_command(CLI::App& bench) {
+  auto* cmd = bench.add_subcommand("sgemm", "OpenBLAS sgemm rate on this machine (the roofline)");
+  auto cfg = std::make_shared<SgemmConfig>();
+  auto table = std::make_shared<OptionTable>();
+  table->add("--size", &cfg->size, "matrix size")
+      .add("--min-time", &cfg->min_time, "seconds to repeat the measurement for")
+      .add("--json", &cfg->json, "print JSON");
+  table->attach(cmd);
+  return [cfg, table, cmd] { return cmd->parsed() ? run_bench_sgemm(*cfg, *table) : -1; };
+}
+
+}  // namespace logattn::cli

@@ -1,0 +1,16 @@
+// The logattn subcommands. Each registers its options (one OptionTable per command) and
+// returns the function that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace logattn::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_stream_command(CLI::App& app);
+Runner add_bench_attention_command(CLI::App& bench);
+Runner add_bench_sgemm_command(CLI::App& bench);
+
+}  // namespace logattn::cli

@@ -1,0 +1,42 @@
+// logattn: the command-line tool. Without a subcommand it runs the default job.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "logattn/error.h"
+
+int main(int argc, char** argv) {
+  using namespace logattn::cli;
+  CLI::App app{"logattn: softmax attention with constant cost per token (Heinsen, 2024)"};
+  app.set_version_flag("--version", "logattn 0.1.0");
+  std::vector<Runner> runners;
+  runners.push_back(add_stream_command(app));
+  auto* bench = app.add_subcommand("bench", "Benchmarks");
+  bench->require_subcommand(1);
+  runners.push_back(add_bench_attention_command(*bench));
+  runners.push_back(add_bench_sgemm_command(*bench));
+  // No arguments at all: the default job.
+  const char* default_argv[] = {argv[0], "stream"};
+  try {
+    if (argc <= 1)
+      app.parse(2, default_argv);
+    else
+      app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& run : runners) {
+      const int rc = run();
+      if (rc >= 0) return rc;
+    }
+    std::fprintf(stderr, "%s", app.help().c_str());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "logattn: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,66 @@
+// One place declares each command-line option: its name, its default (the value the target
+// holds when declared) and its help. CLI11 parsing, --help and the printed run
+// configuration all come from the same table.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace logattn::cli {
+
+class OptionTable {
+ public:
+  // flag: "--name" (or "-s,--name"); target: the variable, holding its default.
+  template <typename T>
+  OptionTable& add(std::string flag, T* target, std::string help) {
+    Entry e;
+    e.flag = flag;
+    e.name = flag.substr(flag.rfind(',') + 1);  // "-s,--name" -> "--name"
+    e.name = e.name.substr(e.name.find_first_not_of('-'));
+    e.help = std::move(help);
+    e.attach = [flag, target, help = e.help](CLI::App* app) {
+      if constexpr (std::is_same_v<T, bool>) {
+        app->add_flag(flag, *target, help);
+      } else {
+        app->add_option(flag, *target, help)->capture_default_str();
+      }
+    };
+    e.value = [target] {
+      if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+        return fmt::format("{}", fmt::join(*target, ","));
+      } else {
+        return fmt::format("{}", *target);
+      }
+    };
+    entries_.push_back(std::move(e));
+    return *this;
+  }
+
+  void attach(CLI::App* app) const {
+    for (const auto& e : entries_) e.attach(app);
+  }
+
+  // "name=value" pairs, in declaration order, for the printed run configuration.
+  std::string describe() const {
+    std::string s;
+    for (const auto& e : entries_)
+      s += fmt::format("{}{}={}", s.empty() ? "" : " ", e.name, e.value());
+    return s;
+  }
+
+ private:
+  struct Entry {
+    std::string flag, name, help;
+    std::function<void(CLI::App*)> attach;
+    std::function<std::string()> value;
+  };
+  std::vector<Entry> entries_;
+};
+
+}  // namespace logattn::cli
