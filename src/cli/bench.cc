@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -128,16 +129,22 @@ std::string measure(const AttentionBenchConfig& c, int64_t n, Mode mode) {
     AttentionState st(B, H, dk, dv, opt.values);
     attention_forward(opt, dims, q, k, v, y, log_d, &st);
     std::vector<float> yt(B * H * dv);
-    const int64_t steps = 2048;
     std::vector<float> qs(B * H * dk), ks(B * H * dk), vs(B * H * dv);
     std::copy(q.begin(), q.begin() + qs.size(), qs.begin());
     std::copy(k.begin(), k.begin() + ks.size(), ks.begin());
     std::copy(v.begin(), v.begin() + vs.size(), vs.begin());
-    sec = seconds_per_call(c.min_time,
-                           [&] {
-                             for (int64_t i = 0; i < steps; ++i) attention_step(qs, ks, vs, yt, st);
-                           }) /
-          steps;
+    // The median of rounds of 256 steps: steps are microseconds, and a noisy machine's
+    // interruptions land in a few rounds.
+    const int64_t steps = 256;
+    std::vector<double> rounds;
+    const auto t_end = Clock::now() + std::chrono::duration<double>(c.min_time);
+    while (rounds.size() < 5 || Clock::now() < t_end) {
+      const auto t0 = Clock::now();
+      for (int64_t i = 0; i < steps; ++i) attention_step(qs, ks, vs, yt, st);
+      rounds.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / steps);
+    }
+    std::nth_element(rounds.begin(), rounds.begin() + rounds.size() / 2, rounds.end());
+    sec = rounds[rounds.size() / 2];
   }
   const double tokens = static_cast<double>(B * n) / (mode == Mode::kStep ? n : 1);
   const double flops = 4.0 * B * H * (mode == Mode::kStep ? 1 : n) * dk * dv;

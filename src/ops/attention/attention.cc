@@ -46,6 +46,13 @@ void expect_positive(const char* op, const char* name, int64_t v) {
 // reported in the tensor's own dims [B, H, n, d].
 void expect_finite(const char* op, const char* name, std::span<const float> x, int64_t n, int64_t d,
                    int64_t heads, bool allow_neg_inf = false) {
+  // Fast path: x * 0 is 0 for every finite x and NaN otherwise; the sum vectorises.
+  float probe = 0.f;
+  const float* p = x.data();
+  const size_t size = x.size();
+#pragma omp simd reduction(+ : probe)
+  for (size_t i = 0; i < size; ++i) probe += p[i] * 0.f;
+  if (probe == 0.f) return;
   for (size_t i = 0; i < x.size(); ++i) {
     const float v = x[i];
     if (std::isfinite(v) || (allow_neg_inf && v == kNegInf)) continue;
@@ -160,18 +167,18 @@ void attention_step(std::span<const float> q, std::span<const float> k, std::spa
   const HeadDims hd{dk, dv, log_values};
   // One token per head is little work: threads pay only when there are many heads.
   const int64_t n = B * H;
-#pragma omp parallel for schedule(static) if (n * dk * dv >= 65536)
-  for (int64_t bh = 0; bh < n; ++bh) {
-    float work[512];
-    std::vector<float> big;
-    float* w = work;
-    if (dk > 512) {
-      big.resize(dk);
-      w = big.data();
-    }
+  auto run = [&](int64_t bh) {
+    thread_local std::vector<float> work;
+    work.resize(2 * (dk + dv));
     attention::step_head(hd, q.data() + bh * dk, k.data() + bh * dk, v.data() + bh * dv,
                          y.data() + bh * dv, log_d.empty() ? nullptr : log_d.data() + bh,
-                         head_state(state, bh), w);
+                         head_state(state, bh), work.data());
+  };
+  if (n * dk * dv < 65536) {
+    for (int64_t bh = 0; bh < n; ++bh) run(bh);
+  } else {
+#pragma omp parallel for schedule(static)
+    for (int64_t bh = 0; bh < n; ++bh) run(bh);
   }
   state.set_tokens(state.tokens() + 1);
 }

@@ -201,19 +201,20 @@ void step_head(const HeadDims& hd, const float* q, const float* k, const float* 
       }
     }
   }
-  float* kc = work;
+  // work: kc [dk], p [dk], values [dv], accumulator [dv]. The update of s and the read-out
+  // share one pass over s (memory, not arithmetic, bounds this step), over contiguous rows
+  // so that the loops vectorise.
+  float* __restrict kc = work;
+  float* __restrict p = work + dk;
+  float* __restrict vals = work + 2 * dk;
+  float* __restrict acc = work + 2 * dk + dv;
   simd::exp_sub(k, st.m, kc, dk);
-  for (int64_t d = 0; d < dk; ++d) {
-    st.z[d] += kc[d];
-    float* row = st.s + d * dv;
-    for (int64_t j = 0; j < dv; ++j) {
-      const float val =
-          hd.log_values ? (st.c[j] == kNegInf ? 0.f : std::exp(v[j] - st.c[j])) : v[j];
-      row[j] += kc[d] * val;
-    }
+  if (hd.log_values) {
+    for (int64_t j = 0; j < dv; ++j) vals[j] = st.c[j] == kNegInf ? 0.f : st.c[j];
+    simd::exp_sub(v, vals, vals, dv);
+  } else {
+    std::copy(v, v + dv, vals);
   }
-  // Read out q against the state, which now holds this token.
-  float* p = work;
   float mx = kNegInf;
   for (int64_t d = 0; d < dk; ++d) {
     p[d] = q[d] + st.m[d];
@@ -222,11 +223,19 @@ void step_head(const HeadDims& hd, const float* q, const float* k, const float* 
   for (int64_t d = 0; d < dk; ++d) p[d] -= mx;
   simd::exp(p, p, dk);
   float den = 0.f;
-  for (int64_t d = 0; d < dk; ++d) den += p[d] * st.z[d];
+  std::fill(acc, acc + dv, 0.f);
+  for (int64_t d = 0; d < dk; ++d) {
+    st.z[d] += kc[d];
+    den += p[d] * st.z[d];
+    float* __restrict row = st.s + d * dv;
+    const float kd = kc[d], pd = p[d];
+    for (int64_t j = 0; j < dv; ++j) {
+      row[j] += kd * vals[j];
+      acc[j] += pd * row[j];
+    }
+  }
   if (log_d) *log_d = mx + std::log(den);
-  for (int64_t j = 0; j < dv; ++j) y[j] = 0.f;
-  for (int64_t d = 0; d < dk; ++d)
-    for (int64_t j = 0; j < dv; ++j) y[j] += p[d] * st.s[d * dv + j];
+  std::copy(acc, acc + dv, y);
   if (!hd.log_values) {
     for (int64_t j = 0; j < dv; ++j) y[j] /= den;
     return;

@@ -55,7 +55,7 @@ void readout_head(const HeadDims& hd, int64_t n, int64_t chunk, const float* q, 
                   float* log_d, HeadState st, ChunkBuffers& buf);
 
 // One token: absorb k, v, then read q. q: [dk], k: [dk], v: [dv], y: [dv], log_d: [1] or
-// nullptr. work: at least dk floats.
+// nullptr. work: at least 2 (dk + dv) floats.
 void step_head(const HeadDims& hd, const float* q, const float* k, const float* v, float* y,
                float* log_d, HeadState st, float* work);
 
