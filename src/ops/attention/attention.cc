@@ -101,7 +101,7 @@ template <typename Fn>
 void for_each_head(int64_t bh_count, Fn fn) {
 #pragma omp parallel
   {
-    ChunkBuffers buf;
+    thread_local ChunkBuffers buf;  // see ChunkBuffers: reused by the thread's later calls
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < bh_count; ++bh) fn(bh, buf);
   }
@@ -271,7 +271,13 @@ void attention_backward(const AttentionOptions& opt, const AttentionDims& dm,
     const float* lv = v.data() + bh * nk * dv;
     const float* ly = y.data() + bh * nq * dv;
     const float* lg = gy.data() + bh * nq * dv;
-    std::vector<float> cs(dv, kNegInf), vc(nk * dv), yc(nq * dv), gyc(nq * dv), sc;
+    std::vector<float> cs(dv, kNegInf), sc;
+    std::vector<float>& vc = buf.log_v;
+    std::vector<float>& yc = buf.log_y;
+    std::vector<float>& gyc = buf.log_g;
+    vc.resize(nk * dv);
+    yc.resize(nq * dv);
+    gyc.resize(nq * dv);
     if (st) {
       for (int64_t j = 0; j < dv; ++j) cs[j] = st[2 * dk + j];
     }

@@ -151,7 +151,11 @@ void backward_head(const HeadDims& hd_in, bool causal, bool center_values, int64
   // cancellation in r (y_t is an average of the v_s), so float32 resolves small gradients.
   // (Not for values scaled from log-values: there rows with small y carry large g, and a
   // shift would add, then cancel, mu . g in every term.)
-  std::vector<float> mu(dv, 0.f), vs(n_k * dv), ys(n_q * dv);
+  std::vector<float> mu(dv, 0.f);
+  std::vector<float>& vs = buf.head_v;
+  std::vector<float>& ys = buf.head_y;
+  vs.resize(n_k * dv);
+  ys.resize(n_q * dv);
   for (int64_t s = 0; s < n_k; ++s)
     for (int64_t j = 0; j < dv; ++j) mu[j] += v[s * dv + j];
   for (int64_t j = 0; j < dv; ++j) mu[j] = center_values ? mu[j] / static_cast<float>(n_k) : 0.f;
@@ -161,7 +165,10 @@ void backward_head(const HeadDims& hd_in, bool causal, bool center_values, int64
     for (int64_t j = 0; j < dv; ++j) ys[i * dv + j] = y[i * dv + j] - mu[j];
   v = vs.data();
   // O(n (dk + dv)) saved per head: folded queries, c_t and the centred values above.
-  std::vector<float> qf(n_q * dk), ct(n_q);
+  std::vector<float>& qf = buf.head_q;
+  std::vector<float>& ct = buf.head_c;
+  qf.resize(n_q * dk);
+  ct.resize(n_q);
   for (int64_t i = 0; i < n_q; ++i) {
     float c = 0.f;
     for (int64_t j = 0; j < dv; ++j) c += ys[i * dv + j] * gy[i * dv + j];

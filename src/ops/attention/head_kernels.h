@@ -32,10 +32,15 @@ struct HeadState {
   float* s;
 };
 
-// Scratch buffers for one chunk; reused across calls on one thread.
+// Scratch buffers of one thread, kept across calls (attention.cc holds one per thread) so
+// that repeated calls do not pay for fresh pages: O(chunk^2 + chunk (dk + dv)) for the
+// forward; the backward's per-head arrays (folded queries, centred or scaled values) are
+// O(n (dk + dv)) and stay at the largest size a thread has used.
 struct ChunkBuffers {
   std::vector<float> kc, vc, p, a, num, den, rowmax, mc, cv, cref, t1, t2;
   std::vector<double> dbl;
+  std::vector<float> head_q, head_c, head_v, head_y;  // backward_head, per head
+  std::vector<float> log_v, log_y, log_g;             // log-value backward, per head
   void reserve(int64_t chunk, const HeadDims& hd);
 };
 
