@@ -1,0 +1,219 @@
+#include "io/safetensors.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "logattn/error.h"
+
+namespace logattn::io {
+
+namespace {
+
+int64_t dtype_bytes(const std::string& dt) {
+  if (dt == "F64" || dt == "I64" || dt == "U64") return 8;
+  if (dt == "F32" || dt == "I32" || dt == "U32") return 4;
+  if (dt == "F16" || dt == "BF16" || dt == "I16" || dt == "U16") return 2;
+  if (dt == "I8" || dt == "U8" || dt == "BOOL") return 1;
+  return 0;
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal
+      float f = std::ldexp(static_cast<float>(man), -24);
+      return sign ? -f : f;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+[[noreturn]] void bad(const std::string& path, const std::string& what) {
+  throw Error("safetensors: " + path + ": " + what);
+}
+
+}  // namespace
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+SafeTensors SafeTensors::read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) bad(path, "cannot open (" + std::string(std::strerror(errno)) + ")");
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  if (size < 8) bad(path, "file is " + std::to_string(size) + " bytes, too short for a header");
+  uint8_t len_bytes[8];
+  in.read(reinterpret_cast<char*>(len_bytes), 8);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
+  if (n > kMaxHeaderBytes) bad(path, "header length " + std::to_string(n) + " exceeds 100 MB");
+  if (n > size - 8) bad(path, "truncated: header of " + std::to_string(n) + " bytes, file of " +
+                                  std::to_string(size));
+  std::string header(n, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(n));
+  SafeTensors st;
+  st.path_ = path;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(header);
+  } catch (const std::exception& e) {
+    bad(path, std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) bad(path, "header is not a JSON object");
+  const uint64_t data_size = size - 8 - n;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (!it->is_object()) bad(path, "__metadata__ is not an object");
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        if (!m->is_string()) bad(path, "__metadata__ value of '" + m.key() + "' is not a string");
+        st.metadata_[m.key()] = m->get<std::string>();
+      }
+      continue;
+    }
+    const auto& t = *it;
+    const std::string name = it.key();
+    if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") ||
+        !t.contains("data_offsets") || !t["dtype"].is_string() || !t["shape"].is_array() ||
+        !t["data_offsets"].is_array() || t["data_offsets"].size() != 2)
+      bad(path, "tensor '" + name + "' lacks a valid dtype, shape or data_offsets");
+    TensorInfo info;
+    info.dtype = t["dtype"].get<std::string>();
+    const int64_t eb = dtype_bytes(info.dtype);
+    if (eb == 0) bad(path, "tensor '" + name + "' has unknown dtype " + info.dtype);
+    uint64_t numel = 1;
+    for (const auto& d : t["shape"]) {
+      if (!d.is_number_unsigned()) bad(path, "tensor '" + name + "' has a bad shape");
+      const uint64_t v = d.get<uint64_t>();
+      if (v != 0 && numel > (uint64_t{1} << 50) / v) bad(path, "tensor '" + name + "' is too large");
+      numel *= v;
+      info.shape.push_back(static_cast<int64_t>(v));
+    }
+    for (const auto& o : t["data_offsets"])
+      if (!o.is_number_unsigned()) bad(path, "tensor '" + name + "' has bad data_offsets");
+    info.begin = t["data_offsets"][0].get<uint64_t>();
+    info.end = t["data_offsets"][1].get<uint64_t>();
+    if (info.begin > info.end || info.end > data_size)
+      bad(path, "tensor '" + name + "' data_offsets [" + std::to_string(info.begin) + ", " +
+                    std::to_string(info.end) + "] fall outside the " + std::to_string(data_size) +
+                    " data bytes (truncated file?)");
+    if (info.end - info.begin != numel * static_cast<uint64_t>(eb))
+      bad(path, "tensor '" + name + "' has " + std::to_string(info.end - info.begin) +
+                    " bytes for its shape's " + std::to_string(numel * eb));
+    ranges.push_back({info.begin, info.end});
+    st.tensors_[name] = info;
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second) bad(path, "tensors' data ranges overlap");
+  st.data_.resize(data_size);
+  in.read(reinterpret_cast<char*>(st.data_.data()), static_cast<std::streamsize>(data_size));
+  if (!in) bad(path, "read failed (truncated file?)");
+  return st;
+}
+
+std::vector<float> SafeTensors::floats(const std::string& name) const {
+  const auto it = tensors_.find(name);
+  if (it == tensors_.end()) bad(path_, "has no tensor '" + name + "'");
+  const TensorInfo& t = it->second;
+  const uint8_t* p = data_.data() + t.begin;
+  const int64_t n = t.numel();
+  std::vector<float> out(n);
+  if (t.dtype == "F32") {
+    std::memcpy(out.data(), p, n * 4);
+  } else if (t.dtype == "F64") {
+    for (int64_t i = 0; i < n; ++i) {
+      double d;
+      std::memcpy(&d, p + 8 * i, 8);
+      out[i] = static_cast<float>(d);
+    }
+  } else if (t.dtype == "F16" || t.dtype == "BF16") {
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      if (t.dtype == "F16") {
+        out[i] = half_to_float(h);
+      } else {
+        const uint32_t bits = uint32_t{h} << 16;
+        std::memcpy(&out[i], &bits, 4);
+      }
+    }
+  } else {
+    bad(path_, "tensor '" + name + "' has dtype " + t.dtype + ", not a floating type");
+  }
+  return out;
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw Error("cannot write " + tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w <= 0) {
+      const std::string err = std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw Error("cannot write " + tmp + ": " + err);
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error("cannot flush " + tmp + ": " + std::strerror(errno));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  }
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json header;
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    header[t.name] = {{"dtype", "F32"},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + 4 * static_cast<uint64_t>(n)}}};
+    offset += 4 * static_cast<uint64_t>(n);
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');  // align the data to 8 bytes, as the reference does
+  std::string bytes(8, '\0');
+  const uint64_t hn = h.size();
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((hn >> (8 * i)) & 0xff);
+  bytes += h;
+  bytes.reserve(bytes.size() + offset);
+  for (const auto& t : tensors) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    bytes.append(reinterpret_cast<const char*>(t.data), 4 * static_cast<size_t>(n));
+  }
+  write_file_atomic(path, bytes);
+}
+
+}  // namespace logattn::io

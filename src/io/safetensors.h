@@ -1,0 +1,55 @@
+// safetensors files (DESIGN.md section 3): an 8-byte little-endian header length N, N bytes
+// of JSON (name -> {dtype, shape, data_offsets}, optional "__metadata__" of strings), then
+// the data. Reading validates everything a hostile or truncated file could get wrong.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace logattn::io {
+
+inline constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // as the reference libraries
+
+struct TensorInfo {
+  std::string dtype;  // "F32", "F16", "BF16", "F64", "I64", "I32", ...
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // byte offsets into the data section
+  int64_t numel() const;
+};
+
+class SafeTensors {
+ public:
+  // Reads and validates path; throws logattn::Error naming the file and the problem.
+  static SafeTensors read(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  // A tensor as float32 (from F32, F16, BF16 or F64); throws if absent or not floating.
+  std::vector<float> floats(const std::string& name) const;
+
+ private:
+  std::string path_;
+  std::map<std::string, std::string> metadata_;
+  std::map<std::string, TensorInfo> tensors_;
+  std::vector<uint8_t> data_;
+};
+
+struct TensorRef {
+  std::string name;
+  std::vector<int64_t> shape;
+  const float* data;
+};
+
+// Writes F32 tensors (in the given order) and metadata to path: to a temporary name in the
+// same folder, flushed, then renamed, so a kill leaves either the old file or the new one.
+void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
+                       const std::map<std::string, std::string>& metadata);
+
+// Writes bytes to path through a temporary name and a rename (the same guarantee).
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
+}  // namespace logattn::io

@@ -1,0 +1,212 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <string>
+
+#include "logattn/attention.h"
+#include "logattn/error.h"
+#include "ops/elementwise.h"
+#include "ops/layernorm.h"
+#include "ops/matmul.h"
+
+namespace logattn::model {
+
+namespace {
+
+// proj [B, T, H, 2dk + dv] (per token, head-major) <-> q, k [B, H, T, dk], lv [B, H, T, dv].
+void split_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, const float* proj,
+                 float* q, float* k, float* lv) {
+  const int64_t w = 2 * dk + dv;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T; ++t) {
+        const float* src = proj + ((b * T + t) * H + h) * w;
+        const int64_t r = (b * H + h) * T + t;
+        std::copy(src, src + dk, q + r * dk);
+        std::copy(src + dk, src + 2 * dk, k + r * dk);
+        std::copy(src + 2 * dk, src + w, lv + r * dv);
+      }
+}
+
+void merge_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, const float* q,
+                 const float* k, const float* lv, float* proj) {
+  const int64_t w = 2 * dk + dv;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T; ++t) {
+        float* dst = proj + ((b * T + t) * H + h) * w;
+        const int64_t r = (b * H + h) * T + t;
+        std::copy(q + r * dk, q + (r + 1) * dk, dst);
+        std::copy(k + r * dk, k + (r + 1) * dk, dst + dk);
+        std::copy(lv + r * dv, lv + (r + 1) * dv, dst + 2 * dk);
+      }
+}
+
+// [B, H, T, dv] <-> [B, T, H * dv].
+void heads_to_tokens(int64_t B, int64_t T, int64_t H, int64_t dv, const float* in, float* out,
+                     bool inverse) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t hr = ((b * H + h) * T + t) * dv, tr = ((b * T + t) * H + h) * dv;
+        if (inverse)
+          std::copy(in + tr, in + tr + dv, out + hr);
+        else
+          std::copy(in + hr, in + hr + dv, out + tr);
+      }
+}
+
+void resize(std::vector<float>& v, int64_t n) { v.resize(static_cast<size_t>(n)); }
+
+}  // namespace
+
+Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
+  cfg_.validate();
+  w_.assign(layout_.total(), 0.f);
+  g_.assign(layout_.total(), 0.f);
+}
+
+void Model::zero_grads() { std::fill(g_.begin(), g_.end(), 0.f); }
+
+void Model::ensure_shape(int64_t B, int64_t T) {
+  if (B == B_ && T == T_) return;
+  B_ = B, T_ = T;
+  const int64_t N = B * T, E = cfg_.d_emb, H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
+  const int64_t A = H * dv;
+  acts_.assign(cfg_.n_layers, LayerActs{});
+  for (auto& l : acts_) {
+    resize(l.x, N * E), resize(l.xn, N * E), resize(l.mean, N), resize(l.rstd, N);
+    resize(l.q, N * H * dk), resize(l.k, N * H * dk), resize(l.lv, N * A);
+    resize(l.logy, N * A), resize(l.log_d, N * H), resize(l.a, N * A);
+    resize(l.g, N * 2 * E), resize(l.glu, N * E);
+  }
+  resize(emb_, N * E), resize(ul_, N * 2 * E), resize(h_, N * E), resize(x_last_, N * E);
+  resize(xf_, N * E), resize(meanf_, N), resize(rstdf_, N), resize(logits_, N * cfg_.vocab);
+  resize(proj_, N * cfg_.proj_width());
+  for (auto* v : {&dx_, &dglu_, &dxn_}) resize(*v, N * E);
+  resize(dg_, N * 2 * E), resize(da_, N * A), resize(dlogy_, N * A), resize(dq_, N * H * dk), resize(dk_, N * H * dk);
+  resize(dlv_, N * A), resize(dproj_, N * cfg_.proj_width()), resize(dul_, N * 2 * E);
+}
+
+int64_t Model::activation_bytes() const {
+  int64_t n = 0;
+  for (const auto& l : acts_)
+    for (const auto* v : {&l.x, &l.xn, &l.mean, &l.rstd, &l.q, &l.k, &l.lv, &l.logy, &l.log_d,
+                          &l.a, &l.g, &l.glu})
+      n += static_cast<int64_t>(v->size());
+  for (const auto* v : {&emb_, &ul_, &h_, &x_last_, &xf_, &logits_, &proj_, &dx_, &dglu_, &dg_,
+                        &da_, &dlogy_, &dq_, &dk_, &dlv_, &dproj_, &dxn_, &dul_})
+    n += static_cast<int64_t>(v->size());
+  return 4 * n;
+}
+
+double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
+                      bool backward_pass, float grad_scale, float* logits) {
+  if (B < 1 || T < 1) throw Error("model forward: batch and length must be at least 1");
+  const int64_t N = B * T, E = cfg_.d_emb, H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
+  const int64_t A = H * dv, P = cfg_.proj_width(), V = cfg_.vocab;
+  for (int64_t i = 0; i < N; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= V)
+      throw Error("model forward: token id " + std::to_string(tokens[i]) + " at position " +
+                  std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    if (targets && (targets[i] < 0 || targets[i] >= V))
+      throw Error("model forward: target id " + std::to_string(targets[i]) + " is outside [0, " +
+                  std::to_string(V) + ")");
+  }
+  if (backward_pass && !targets) throw Error("model forward: backward needs targets");
+  ensure_shape(B, T);
+  const float* W = w_.data();
+
+  // Embedding and EmbedPosition: x0 = emb + h, h the log-space recurrence from h_{-1} = 0.
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i)
+    std::copy(W + layout_.embed + tokens[i] * E, W + layout_.embed + (tokens[i] + 1) * E,
+              emb_.data() + i * E);
+  ops::linear_forward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, W + layout_.pos_b, ul_.data());
+  ops::log_recurrence_forward(B, T, E, ul_.data(), nullptr, h_.data());
+
+  AttentionOptions opt;
+  opt.causal = true;
+  opt.values = Values::kLog;
+  const AttentionDims dims{B, H, T, T, dk, dv};
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    LayerActs& a = acts_[l];
+    const auto& p = layout_.layers[l];
+    if (l == 0) {
+      for (int64_t i = 0; i < N * E; ++i) a.x[i] = emb_[i] + h_[i];
+    }
+    ops::layernorm_forward(N, E, a.x.data(), W + p.ln_w, W + p.ln_b, a.xn.data(), a.mean.data(),
+                           a.rstd.data());
+    ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data());
+    split_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data());
+    attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
+    heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false);
+    ops::linear_forward(N, A, 2 * E, a.a.data(), W + p.w2, W + p.b2, a.g.data());
+    ops::glu_forward(N, E, a.g.data(), a.glu.data());
+    float* next = l + 1 < cfg_.n_layers ? acts_[l + 1].x.data() : x_last_.data();
+    ops::linear_forward(N, E, E, a.glu.data(), W + p.w3, nullptr, next);
+    for (int64_t i = 0; i < N * E; ++i) next[i] += a.x[i];
+  }
+  if (cfg_.n_layers == 0)
+    for (int64_t i = 0; i < N * E; ++i) x_last_[i] = emb_[i] + h_[i];
+  ops::layernorm_forward(N, E, x_last_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
+                         meanf_.data(), rstdf_.data());
+  ops::gemm(false, true, N, V, E, 1.f, xf_.data(), E, W + layout_.embed, E, 0.f, logits_.data(), V);
+  if (logits) std::copy(logits_.begin(), logits_.end(), logits);
+  if (!targets) return 0.0;
+  // The logits buffer becomes dlogits when a backward follows.
+  const double loss = ops::cross_entropy(N, V, logits_.data(), targets,
+                                         backward_pass ? logits_.data() : nullptr,
+                                         grad_scale / static_cast<float>(N));
+  if (backward_pass) backward(tokens, B, T);
+  return loss;
+}
+
+void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
+  const int64_t N = B * T, E = cfg_.d_emb, H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
+  const int64_t A = H * dv, P = cfg_.proj_width(), V = cfg_.vocab;
+  const float* W = w_.data();
+  float* G = g_.data();
+  const float* dlogits = logits_.data();
+  // Tied head: logits = xf embed^T.
+  ops::gemm(true, false, V, E, N, 1.f, dlogits, V, xf_.data(), E, 1.f, G + layout_.embed, E);
+  ops::gemm(false, false, N, E, V, 1.f, dlogits, V, W + layout_.embed, E, 0.f, dxn_.data(), E);
+  ops::layernorm_backward(N, E, x_last_.data(), W + layout_.lnf_w, meanf_.data(), rstdf_.data(),
+                          dxn_.data(), dx_.data(), G + layout_.lnf_w, G + layout_.lnf_b, false);
+  AttentionOptions opt;
+  opt.causal = true;
+  opt.values = Values::kLog;
+  const AttentionDims dims{B, H, T, T, dk, dv};
+  for (int64_t l = cfg_.n_layers - 1; l >= 0; --l) {
+    LayerActs& a = acts_[l];
+    const auto& p = layout_.layers[l];
+    // x_{l+1} = x_l + W3 glu(W2 a + b2): dx passes through the residual unchanged.
+    ops::linear_backward(N, E, E, a.glu.data(), W + p.w3, dx_.data(), dglu_.data(), G + p.w3,
+                         nullptr, false);
+    ops::glu_backward(N, E, a.g.data(), dglu_.data(), dg_.data());
+    ops::linear_backward(N, A, 2 * E, a.a.data(), W + p.w2, dg_.data(), da_.data(), G + p.w2,
+                         G + p.b2, false);
+    heads_to_tokens(B, T, H, dv, da_.data(), dlogy_.data(), true);
+    attention_backward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, dlogy_, dq_, dk_, dlv_);
+    merge_heads(B, T, H, dk, dv, dq_.data(), dk_.data(), dlv_.data(), dproj_.data());
+    ops::linear_backward(N, E, P, a.xn.data(), W + p.w1, dproj_.data(), dxn_.data(), G + p.w1,
+                         G + p.b1, false);
+    ops::layernorm_backward(N, E, a.x.data(), W + p.ln_w, a.mean.data(), a.rstd.data(),
+                            dxn_.data(), dx_.data(), G + p.ln_w, G + p.ln_b, true);
+  }
+  // x0 = emb + h(dense(emb)).
+  ops::log_recurrence_backward(B, T, E, ul_.data(), nullptr, h_.data(), dx_.data(), dul_.data());
+  ops::linear_backward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, dul_.data(), dx_.data(),
+                       G + layout_.pos_w, G + layout_.pos_b, true);
+  // Embedding rows: columns in parallel, tokens in order (deterministic).
+  float* ge = G + layout_.embed;
+#pragma omp parallel for schedule(static)
+  for (int64_t j0 = 0; j0 < E; j0 += 16)
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = j0; j < std::min(j0 + 16, E); ++j) ge[tokens[i] * E + j] += dx_[i * E + j];
+}
+
+}  // namespace logattn::model

@@ -1,0 +1,52 @@
+// The paper's generative language model (DESIGN.md section 2) on logattn's attention:
+// embedding -> EmbedPosition -> residual layers (LayerNorm, Linear, log-attention per head,
+// Linear, GLU, Linear) -> LayerNorm -> tied head. Float32, forward and backward.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/params.h"
+
+namespace logattn::model {
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& cfg);
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+  std::vector<float>& weights() { return w_; }
+  const std::vector<float>& weights() const { return w_; }
+  std::vector<float>& grads() { return g_; }
+  void init(uint64_t seed) { init_params(cfg_, layout_, seed, w_.data()); }
+  void zero_grads();
+
+  // tokens, targets: [B, T] token ids. Returns the mean cross-entropy (nats per token) of
+  // predicting targets; with backward, grads += grad_scale * d(mean loss)/d(weights).
+  // logits (optional): [B, T, vocab]. targets may be null (no loss; logits only).
+  double forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
+                 bool backward, float grad_scale = 1.f, float* logits = nullptr);
+
+  // Bytes held for activations at the last shape used.
+  int64_t activation_bytes() const;
+
+ private:
+  struct LayerActs {
+    std::vector<float> x, xn, mean, rstd, q, k, lv, logy, log_d, a, g, glu;
+  };
+  void ensure_shape(int64_t B, int64_t T);
+  void backward(const int32_t* tokens, int64_t B, int64_t T);
+
+  ModelConfig cfg_;
+  ParamLayout layout_;
+  std::vector<float> w_, g_;
+  int64_t B_ = 0, T_ = 0;
+  std::vector<LayerActs> acts_;
+  std::vector<float> emb_, ul_, h_, x_last_, xf_, meanf_, rstdf_, logits_, proj_;
+  // Backward scratch.
+  std::vector<float> dx_, dglu_, dg_, da_, dlogy_, dq_, dk_, dlv_, dproj_, dxn_, dul_;
+};
+
+}  // namespace logattn::model

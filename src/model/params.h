@@ -1,0 +1,45 @@
+// The model's parameters in one contiguous float buffer, each a named view with the
+// reference's state_dict name and shape (DESIGN.md section 2), in the reference's order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace logattn::model {
+
+struct ParamInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0;
+  int64_t size = 0;
+  bool decay = false;  // AdamW weight decay: Linear and Embedding weights only
+};
+
+class ParamLayout {
+ public:
+  explicit ParamLayout(const ModelConfig& cfg);
+  const std::vector<ParamInfo>& params() const { return params_; }
+  int64_t total() const { return total_; }
+  const ParamInfo& find(const std::string& name) const;  // throws if absent
+
+  // Offsets of the tensors the model uses (indices into the buffer).
+  struct Layer {
+    int64_t ln_w, ln_b, w1, b1, w2, b2, w3;
+  };
+  int64_t embed = 0, pos_w = 0, pos_b = 0, lnf_w = 0, lnf_b = 0;
+  std::vector<Layer> layers;
+
+ private:
+  int64_t add(std::string name, std::vector<int64_t> shape, bool decay);
+  std::vector<ParamInfo> params_;
+  int64_t total_ = 0;
+};
+
+// The reference's initialisation: embedding uniform(-1, 1) / sqrt(d_emb); Linear weights
+// and biases uniform(+-1/sqrt(fan_in)) (PyTorch's default); LayerNorm weight 1, bias 0.
+void init_params(const ModelConfig& cfg, const ParamLayout& layout, uint64_t seed, float* w);
+
+}  // namespace logattn::model

@@ -1,0 +1,62 @@
+// Writes what the PyTorch parity test (tests/python/test_model_torch.py) compares: a tiny
+// model's checkpoint, a batch, logits, loss, every gradient, and the losses of 5 AdamW steps.
+// Usage: dump_for_torch OUT_DIR
+#include <cstdio>
+#include <random>
+#include <string>
+
+#include "io/safetensors.h"
+#include "model/checkpoint.h"
+#include "model/model.h"
+#include "train/adamw.h"
+
+using namespace logattn;
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: dump_for_torch OUT_DIR\n");
+    return 2;
+  }
+  const std::string dir = argv[1];
+  model::ModelConfig cfg = model::ModelConfig::preset("tiny");
+  cfg.vocab = 61;  // not a power of two, and different from d_emb
+  cfg.d_key = 6;   // d_key != d_val
+  model::Model m(cfg);
+  m.init(7);
+  // Larger log-value and query projections than the default init gives, so the attention
+  // weights are far from uniform.
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    const auto& p = m.layout().layers[l];
+    for (int64_t i = 0; i < cfg.proj_width() * cfg.d_emb; ++i) m.weights()[p.w1 + i] *= 4.f;
+  }
+  model::save_checkpoint(dir + "/model.safetensors", m, "bytes");
+
+  const int64_t B = 3, T = 40;
+  std::mt19937_64 rng(3);
+  std::vector<int32_t> tok(B * T + 1);
+  for (auto& t : tok) t = static_cast<int32_t>(rng() % cfg.vocab);
+  std::vector<int32_t> x(tok.begin(), tok.end() - 1), y(tok.begin() + 1, tok.end());
+  std::vector<float> xf(x.begin(), x.end()), yf(y.begin(), y.end());
+  std::vector<float> logits(B * T * cfg.vocab);
+  m.zero_grads();
+  const float loss = static_cast<float>(m.forward(x.data(), y.data(), B, T, true, 1.f, logits.data()));
+
+  std::vector<io::TensorRef> out = {{"tokens", {B, T}, xf.data()},
+                                    {"targets", {B, T}, yf.data()},
+                                    {"logits", {B, T, cfg.vocab}, logits.data()},
+                                    {"loss", {1}, &loss}};
+  const std::vector<float> grads = m.grads();
+  for (const auto& p : m.layout().params())
+    out.push_back({"grad." + p.name, p.shape, grads.data() + p.offset});
+
+  train::AdamW opt(m.layout(), train::AdamWConfig{});
+  std::vector<float> losses;
+  for (int s = 0; s < 5; ++s) {
+    m.zero_grads();
+    losses.push_back(static_cast<float>(m.forward(x.data(), y.data(), B, T, true)));
+    opt.update(m.weights().data(), m.grads().data(), 1e-2);
+  }
+  out.push_back({"adam_losses", {5}, losses.data()});
+  io::write_safetensors(dir + "/outputs.safetensors", out, {});
+  return 0;
+}
