@@ -13,13 +13,16 @@ int main(int argc, char** argv) {
   CLI::App app{"logattn: softmax attention with constant cost per token (Heinsen, 2024)"};
   app.set_version_flag("--version", "logattn 0.1.0");
   std::vector<Runner> runners;
+  runners.push_back(add_demo_command(app));
+  runners.push_back(add_train_command(app));
+  runners.push_back(add_eval_command(app));
   runners.push_back(add_stream_command(app));
   auto* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
   runners.push_back(add_bench_attention_command(*bench));
   runners.push_back(add_bench_sgemm_command(*bench));
   // No arguments at all: the default job.
-  const char* default_argv[] = {argv[0], "stream"};
+  const char* default_argv[] = {argv[0], "demo"};
   try {
     if (argc <= 1)
       app.parse(2, default_argv);

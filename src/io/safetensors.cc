@@ -66,8 +66,9 @@ SafeTensors SafeTensors::read(const std::string& path) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
   if (n > kMaxHeaderBytes) bad(path, "header length " + std::to_string(n) + " exceeds 100 MB");
-  if (n > size - 8) bad(path, "truncated: header of " + std::to_string(n) + " bytes, file of " +
-                                  std::to_string(size));
+  if (n > size - 8)
+    bad(path,
+        "truncated: header of " + std::to_string(n) + " bytes, file of " + std::to_string(size));
   std::string header(n, '\0');
   in.read(header.data(), static_cast<std::streamsize>(n));
   SafeTensors st;
@@ -104,7 +105,8 @@ SafeTensors SafeTensors::read(const std::string& path) {
     for (const auto& d : t["shape"]) {
       if (!d.is_number_unsigned()) bad(path, "tensor '" + name + "' has a bad shape");
       const uint64_t v = d.get<uint64_t>();
-      if (v != 0 && numel > (uint64_t{1} << 50) / v) bad(path, "tensor '" + name + "' is too large");
+      if (v != 0 && numel > (uint64_t{1} << 50) / v)
+        bad(path, "tensor '" + name + "' is too large");
       numel *= v;
       info.shape.push_back(static_cast<int64_t>(v));
     }

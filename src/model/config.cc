@@ -19,8 +19,8 @@ ModelConfig ModelConfig::preset(const std::string& name) {
 }
 
 nlohmann::json ModelConfig::to_json() const {
-  return {{"vocab", vocab},     {"d_emb", d_emb}, {"n_layers", n_layers}, {"n_heads", n_heads},
-          {"d_key", d_key},     {"d_val", d_val}, {"context", context}};
+  return {{"vocab", vocab}, {"d_emb", d_emb}, {"n_layers", n_layers}, {"n_heads", n_heads},
+          {"d_key", d_key}, {"d_val", d_val}, {"context", context}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -32,14 +32,22 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     if (!it->is_number_integer())
       throw Error("model configuration: '" + k + "' must be an integer");
     const int64_t v = it->get<int64_t>();
-    if (k == "vocab" || k == "vocab_sz") c.vocab = v;
-    else if (k == "d_emb") c.d_emb = v;
-    else if (k == "n_layers") c.n_layers = v;
-    else if (k == "n_heads") c.n_heads = v;
-    else if (k == "d_key") c.d_key = v;
-    else if (k == "d_val") c.d_val = v;
-    else if (k == "context") c.context = v;
-    else throw Error("model configuration: unknown key '" + k + "'");
+    if (k == "vocab" || k == "vocab_sz")
+      c.vocab = v;
+    else if (k == "d_emb")
+      c.d_emb = v;
+    else if (k == "n_layers")
+      c.n_layers = v;
+    else if (k == "n_heads")
+      c.n_heads = v;
+    else if (k == "d_key")
+      c.d_key = v;
+    else if (k == "d_val")
+      c.d_val = v;
+    else if (k == "context")
+      c.context = v;
+    else
+      throw Error("model configuration: unknown key '" + k + "'");
   }
   c.validate();
   return c;

@@ -8,7 +8,7 @@
 namespace logattn::model {
 
 struct ModelConfig {
-  int64_t vocab = 256;   // byte-level until the GPT-2 tokenizer exists
+  int64_t vocab = 256;  // byte-level until the GPT-2 tokenizer exists
   int64_t d_emb = 256;
   int64_t n_layers = 4;
   int64_t n_heads = 8;

@@ -59,7 +59,9 @@ void heads_to_tokens(int64_t B, int64_t T, int64_t H, int64_t dv, const float* i
       }
 }
 
-void resize(std::vector<float>& v, int64_t n) { v.resize(static_cast<size_t>(n)); }
+void resize(std::vector<float>& v, int64_t n) {
+  v.resize(static_cast<size_t>(n));
+}
 
 }  // namespace
 
@@ -69,7 +71,9 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
   g_.assign(layout_.total(), 0.f);
 }
 
-void Model::zero_grads() { std::fill(g_.begin(), g_.end(), 0.f); }
+void Model::zero_grads() {
+  std::fill(g_.begin(), g_.end(), 0.f);
+}
 
 void Model::ensure_shape(int64_t B, int64_t T) {
   if (B == B_ && T == T_) return;
@@ -87,15 +91,16 @@ void Model::ensure_shape(int64_t B, int64_t T) {
   resize(xf_, N * E), resize(meanf_, N), resize(rstdf_, N), resize(logits_, N * cfg_.vocab);
   resize(proj_, N * cfg_.proj_width());
   for (auto* v : {&dx_, &dglu_, &dxn_}) resize(*v, N * E);
-  resize(dg_, N * 2 * E), resize(da_, N * A), resize(dlogy_, N * A), resize(dq_, N * H * dk), resize(dk_, N * H * dk);
+  resize(dg_, N * 2 * E), resize(da_, N * A), resize(dlogy_, N * A), resize(dq_, N * H * dk),
+      resize(dk_, N * H * dk);
   resize(dlv_, N * A), resize(dproj_, N * cfg_.proj_width()), resize(dul_, N * 2 * E);
 }
 
 int64_t Model::activation_bytes() const {
   int64_t n = 0;
   for (const auto& l : acts_)
-    for (const auto* v : {&l.x, &l.xn, &l.mean, &l.rstd, &l.q, &l.k, &l.lv, &l.logy, &l.log_d,
-                          &l.a, &l.g, &l.glu})
+    for (const auto* v :
+         {&l.x, &l.xn, &l.mean, &l.rstd, &l.q, &l.k, &l.lv, &l.logy, &l.log_d, &l.a, &l.g, &l.glu})
       n += static_cast<int64_t>(v->size());
   for (const auto* v : {&emb_, &ul_, &h_, &x_last_, &xf_, &logits_, &proj_, &dx_, &dglu_, &dg_,
                         &da_, &dlogy_, &dq_, &dk_, &dlv_, &dproj_, &dxn_, &dul_})
@@ -158,9 +163,9 @@ double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, 
   if (logits) std::copy(logits_.begin(), logits_.end(), logits);
   if (!targets) return 0.0;
   // The logits buffer becomes dlogits when a backward follows.
-  const double loss = ops::cross_entropy(N, V, logits_.data(), targets,
-                                         backward_pass ? logits_.data() : nullptr,
-                                         grad_scale / static_cast<float>(N));
+  const double loss =
+      ops::cross_entropy(N, V, logits_.data(), targets, backward_pass ? logits_.data() : nullptr,
+                         grad_scale / static_cast<float>(N));
   if (backward_pass) backward(tokens, B, T);
   return loss;
 }
@@ -194,8 +199,8 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
     merge_heads(B, T, H, dk, dv, dq_.data(), dk_.data(), dlv_.data(), dproj_.data());
     ops::linear_backward(N, E, P, a.xn.data(), W + p.w1, dproj_.data(), dxn_.data(), G + p.w1,
                          G + p.b1, false);
-    ops::layernorm_backward(N, E, a.x.data(), W + p.ln_w, a.mean.data(), a.rstd.data(),
-                            dxn_.data(), dx_.data(), G + p.ln_w, G + p.ln_b, true);
+    ops::layernorm_backward(N, E, a.x.data(), W + p.ln_w, a.mean.data(), a.rstd.data(), dxn_.data(),
+                            dx_.data(), G + p.ln_w, G + p.ln_b, true);
   }
   // x0 = emb + h(dense(emb)).
   ops::log_recurrence_backward(B, T, E, ul_.data(), nullptr, h_.data(), dx_.data(), dul_.data());

@@ -26,8 +26,8 @@ class Model {
   // tokens, targets: [B, T] token ids. Returns the mean cross-entropy (nats per token) of
   // predicting targets; with backward, grads += grad_scale * d(mean loss)/d(weights).
   // logits (optional): [B, T, vocab]. targets may be null (no loss; logits only).
-  double forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
-                 bool backward, float grad_scale = 1.f, float* logits = nullptr);
+  double forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, bool backward,
+                 float grad_scale = 1.f, float* logits = nullptr);
 
   // Bytes held for activations at the last shape used.
   int64_t activation_bytes() const;

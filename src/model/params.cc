@@ -54,8 +54,9 @@ void init_params(const ModelConfig& cfg, const ParamLayout& layout, uint64_t see
     for (int64_t i = 0; i < n; ++i) w[off + i] = dist(rng);
   };
   for (const auto& p : layout.params()) {
-    const bool is_layernorm = p.shape.size() == 1 && (p.name.find("feedforward1.0") != std::string::npos ||
-                                                      p.name.rfind("lnorm.", 0) == 0);
+    const bool is_layernorm =
+        p.shape.size() == 1 &&
+        (p.name.find("feedforward1.0") != std::string::npos || p.name.rfind("lnorm.", 0) == 0);
     if (p.name == "embed.weight") {
       uniform(p.offset, p.size, 1.f / std::sqrt(static_cast<float>(cfg.d_emb)));
     } else if (is_layernorm) {
@@ -63,7 +64,8 @@ void init_params(const ModelConfig& cfg, const ParamLayout& layout, uint64_t see
       for (int64_t i = 0; i < p.size; ++i) w[p.offset + i] = v;
     } else {
       // Linear weight [out, in] or bias [out]: fan_in is the weight's second dimension.
-      const std::string wname = p.shape.size() == 2 ? p.name : p.name.substr(0, p.name.size() - 4) + "weight";
+      const std::string wname =
+          p.shape.size() == 2 ? p.name : p.name.substr(0, p.name.size() - 4) + "weight";
       const int64_t fan_in = layout.find(wname).shape[1];
       uniform(p.offset, p.size, 1.f / std::sqrt(static_cast<float>(fan_in)));
     }

@@ -9,9 +9,13 @@
 namespace logattn::ops {
 
 namespace {
-float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+float sigmoid(float x) {
+  return 1.f / (1.f + std::exp(-x));
+}
 // log(sigmoid(x)) without overflow: -softplus(-x).
-float log_sigmoid(float x) { return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x)); }
+float log_sigmoid(float x) {
+  return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x));
+}
 float log_add_exp(float a, float b) {
   const float m = std::max(a, b);
   if (m == -INFINITY) return m;
@@ -81,8 +85,8 @@ double cross_entropy(int64_t n, int64_t v, const float* logits, const int32_t* t
   return total / static_cast<double>(n);
 }
 
-void log_recurrence_forward(int64_t batch, int64_t n, int64_t d, const float* ul,
-                            const float* h0, float* h) {
+void log_recurrence_forward(int64_t batch, int64_t n, int64_t d, const float* ul, const float* h0,
+                            float* h) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t j = 0; j < d; ++j) {
@@ -95,8 +99,8 @@ void log_recurrence_forward(int64_t batch, int64_t n, int64_t d, const float* ul
     }
 }
 
-void log_recurrence_backward(int64_t batch, int64_t n, int64_t d, const float* ul,
-                             const float* h0, const float* h, const float* dh, float* dul) {
+void log_recurrence_backward(int64_t batch, int64_t n, int64_t d, const float* ul, const float* h0,
+                             const float* h, const float* dh, float* dul) {
   // With h_t = log(a_t e^{h_{t-1}} + e^{l_t}): dh_t/dh_{t-1} = dh_t/d(log a_t) =
   // exp(log a_t + h_{t-1} - h_t), dh_t/dl_t = exp(l_t - h_t); d(log a)/du = sigmoid(-u).
 #pragma omp parallel for collapse(2) schedule(static)

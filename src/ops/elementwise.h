@@ -27,10 +27,10 @@ double cross_entropy(int64_t n, int64_t v, const float* logits, const int32_t* t
 //   h_t = logaddexp(log a_t + h_{t-1}, l_t),  log a_t = logsigmoid(u_t),
 // with h_{-1} = h0[b, j] (0 for no earlier context). ul: [B, n, 2d] (u then l per token),
 // h: [B, n, d].
-void log_recurrence_forward(int64_t batch, int64_t n, int64_t d, const float* ul,
-                            const float* h0, float* h);
+void log_recurrence_forward(int64_t batch, int64_t n, int64_t d, const float* ul, const float* h0,
+                            float* h);
 // dh: [B, n, d] -> dul: [B, n, 2d]. (h0 is a constant.)
-void log_recurrence_backward(int64_t batch, int64_t n, int64_t d, const float* ul,
-                             const float* h0, const float* h, const float* dh, float* dul);
+void log_recurrence_backward(int64_t batch, int64_t n, int64_t d, const float* ul, const float* h0,
+                             const float* h, const float* dh, float* dul);
 
 }  // namespace logattn::ops

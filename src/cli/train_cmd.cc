@@ -1,0 +1,202 @@
+// `logattn train`, `logattn eval`, and the default job (train the small preset on the
+// embedded corpus for a few minutes, evaluate, show what it learned).
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/progress.h"
+#include "generate/sample.h"
+#include "logattn/error.h"
+#include "model/checkpoint.h"
+#include "train/trainer.h"
+
+namespace logattn::cli {
+
+namespace {
+
+std::string duration(double s) {
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  return t >= 60 ? fmt::format("{}m{:02}s", t / 60, t % 60) : fmt::format("{}s", t);
+}
+
+void declare_train_options(OptionTable& t, train::TrainConfig& c) {
+  t.add("--preset", &c.preset, "model preset: small, paper or tiny")
+      .add("--model-config", &c.model_config, "JSON model configuration (overrides --preset)")
+      .add("--init", &c.init, "start from this checkpoint's weights and configuration")
+      .add("--data", &c.data, "text file or folder of text files (byte-level tokens)")
+      .add("--tokens", &c.tokens, "training tokens as a .bin file (uint16), instead of --data")
+      .add("--val-tokens", &c.val_tokens, "validation tokens as a .bin file")
+      .add("--out", &c.out, "run folder: checkpoint, resume state, log.jsonl, loss.svg")
+      .add("--steps", &c.steps, "optimizer steps")
+      .add("--max-minutes", &c.max_minutes, "stop cleanly after this many minutes (0: no limit)")
+      .add("--batch", &c.batch, "sequences per micro-batch")
+      .add("--context", &c.context, "tokens per sequence (0: the model's context)")
+      .add("--accum", &c.accum, "micro-batches per optimizer step (gradient accumulation)")
+      .add("--lr", &c.lr, "maximum learning rate")
+      .add("--min-lr", &c.min_lr, "final learning rate of the cosine schedule")
+      .add("--warmup", &c.warmup, "warm-up steps")
+      .add("--weight-decay", &c.weight_decay, "AdamW weight decay (Linear and Embedding weights)")
+      .add("--clip", &c.clip, "gradient clipping: maximum global norm (0: off)")
+      .add("--eval-every", &c.eval_every, "steps between evaluations and checkpoints")
+      .add("--eval-batches", &c.eval_batches, "validation batches per evaluation")
+      .add("--seed", &c.seed, "random seed (initialisation, batches)")
+      .add("--resume", &c.resume, "continue the run in --out from its resume state");
+}
+
+train::TrainResult train_with_progress(const train::TrainConfig& c, const OptionTable& table) {
+  fmt::print("logattn train\nconfig: {}\n", table.describe());
+  std::fflush(stdout);
+  Progress progress("train", c.steps);
+  double last_val = -1;
+  const int64_t plain_every = std::max<int64_t>(1, c.steps / 20);
+  auto res = train::run_training(c, [&](const train::StepReport& r) {
+    if (r.val_loss >= 0) last_val = r.val_loss;
+    const std::string status =
+        fmt::format("step {}/{} loss {:.4f}{} | {:.0f} tok/s | {} left", r.step, r.steps, r.loss,
+                    last_val >= 0 ? fmt::format(" val {:.4f}", last_val) : "", r.tokens_per_s,
+                    duration(r.eta_s));
+    if (progress.on_terminal()) {
+      progress.update(r.step, status);
+    } else if (r.evaluated || r.step % plain_every == 0) {
+      fmt::print("{}\n", status);
+      std::fflush(stdout);
+    }
+  });
+  progress.finish();
+  fmt::print("trained {} steps; checkpoint {}; log {}/log.jsonl; curve {}/loss.svg\n",
+             res.steps_done, res.checkpoint, c.out, c.out);
+  return res;
+}
+
+struct EvalConfig {
+  std::string model;
+  std::string config;
+  std::string data;
+  std::string tokens;
+  int64_t batch = 8;
+  int64_t context = 0;
+  bool json = false;
+};
+
+int run_eval(const EvalConfig& e, const OptionTable& table) {
+  if (e.model.empty()) throw Error("eval: --model is required");
+  if (e.data.empty() == e.tokens.empty())
+    throw Error("eval: give exactly one of --data and --tokens");
+  model::Model m = model::load_checkpoint(e.model, nullptr, e.config);
+  std::string bin = e.tokens;
+  std::string tmp_dir;
+  if (!e.data.empty()) {
+    // Byte-level tokens of the whole text, in a temporary folder.
+    tmp_dir =
+        (std::filesystem::temp_directory_path() / ("logattn-eval-" + std::to_string(::getpid())))
+            .string();
+    std::filesystem::create_directories(tmp_dir);
+    const auto files = train::text_files(e.data);
+    std::vector<uint16_t> toks;
+    for (const auto& f : files) {
+      std::ifstream in(f, std::ios::binary);
+      for (std::istreambuf_iterator<char> it(in), end; it != end; ++it)
+        toks.push_back(static_cast<unsigned char>(*it));
+    }
+    if (toks.empty()) throw Error("eval: " + e.data + " is empty");
+    bin = tmp_dir + "/eval.bin";
+    train::write_tokens(bin, toks);
+  }
+  const int64_t T = e.context > 0 ? e.context : m.config().context;
+  double loss;
+  int64_t n;
+  {
+    train::TokenFile tokens(bin);
+    n = tokens.size();
+    for (int64_t i = 0; i < n; ++i)
+      if (tokens[i] >= m.config().vocab)
+        throw Error("eval: token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    loss = train::evaluate(m, tokens, T, 0, e.batch);
+  }
+  if (!tmp_dir.empty()) std::filesystem::remove_all(tmp_dir);
+  if (e.json) {
+    fmt::print("{{\"model\": \"{}\", \"tokens\": {}, \"context\": {}, \"loss\": {:.6f}}}\n",
+               e.model, n, T, loss);
+  } else {
+    fmt::print(
+        "config: {}\n{}: mean cross-entropy {:.4f} nats/token ({:.4f} bits) over {} tokens, "
+        "context {}\n",
+        table.describe(), e.model, loss, loss / std::log(2.0), n, T);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "train", "Train the language model (byte-level until the GPT-2 tokenizer exists)");
+  auto cfg = std::make_shared<train::TrainConfig>();
+  auto table = std::make_shared<OptionTable>();
+  declare_train_options(*table, *cfg);
+  table->attach(cmd);
+  return [cfg, table, cmd]() -> int {
+    if (!cmd->parsed()) return -1;
+    train_with_progress(*cfg, *table);
+    return 0;
+  };
+}
+
+Runner add_eval_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "eval", "Mean cross-entropy (nats per token) of a checkpoint on a text or .bin file");
+  auto cfg = std::make_shared<EvalConfig>();
+  auto table = std::make_shared<OptionTable>();
+  table->add("--model", &cfg->model, "checkpoint (.safetensors)")
+      .add("--config", &cfg->config, "JSON model configuration, for checkpoints without one")
+      .add("--data", &cfg->data, "text file or folder (byte-level tokens)")
+      .add("--tokens", &cfg->tokens, "token .bin file (uint16)")
+      .add("--batch", &cfg->batch, "windows per batch")
+      .add("--context", &cfg->context, "tokens per window (0: the model's context)")
+      .add("--json", &cfg->json, "print JSON");
+  table->attach(cmd);
+  return [cfg, table, cmd] { return cmd->parsed() ? run_eval(*cfg, *table) : -1; };
+}
+
+Runner add_demo_command(CLI::App& app) {
+  auto* cmd =
+      app.add_subcommand("demo",
+                         "The default job: train the small preset on the fortunes corpus for a few "
+                         "minutes, evaluate it, and show a sample of what it learned");
+  auto cfg = std::make_shared<train::TrainConfig>();
+  cfg->out = "runs/demo";
+  cfg->steps = 300;
+  cfg->batch = 8;
+  cfg->context = 128;
+  cfg->lr = 2e-3;
+  cfg->min_lr = 2e-4;
+  cfg->warmup = 30;
+  cfg->eval_every = 50;
+  cfg->eval_batches = 8;
+  cfg->max_minutes = 5;
+  auto table = std::make_shared<OptionTable>();
+  declare_train_options(*table, *cfg);
+  table->attach(cmd);
+  return [cfg, table, cmd]() -> int {
+    if (!cmd->parsed()) return -1;
+    const auto res = train_with_progress(*cfg, *table);
+    model::Model m = model::load_checkpoint(res.checkpoint);
+    fmt::print("validation loss {:.4f} nats/byte (a uniform guess is {:.4f})\n", res.val_loss,
+               std::log(256.0));
+    generate::SampleOptions so;
+    so.tokens = 300;
+    so.seed = cfg->seed;
+    const std::string prompt = "The ";
+    fmt::print("sample (temperature {}):\n----\n{}{}\n----\n", so.temperature, prompt,
+               generate::sample_bytes_windowed(m, prompt, so));
+    return 0;
+  };
+}
+
+}  // namespace logattn::cli

@@ -1,0 +1,28 @@
+// Sampling text from the model: temperature (0 = greedy), top-k, seeded.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+
+namespace logattn::generate {
+
+struct SampleOptions {
+  int64_t tokens = 200;
+  double temperature = 0.8;
+  int64_t top_k = 0;  // 0: the whole vocabulary
+  uint64_t seed = 0;
+};
+
+// Picks a token from logits [vocab] (greedy when temperature is 0).
+int32_t pick_token(const float* logits, int64_t vocab, const SampleOptions& opt,
+                   uint64_t& rng_state);
+
+// Byte-level continuation of prompt by re-reading a sliding window of the model's context
+// through the parallel path at each token.
+std::string sample_bytes_windowed(model::Model& model, const std::string& prompt,
+                                  const SampleOptions& opt);
+
+}  // namespace logattn::generate

@@ -1,0 +1,250 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+#include "logattn/error.h"
+#include "model/checkpoint.h"
+#include "train/adamw.h"
+#include "train/plot.h"
+
+namespace logattn::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kResumeFormat = "logattn-resume";
+constexpr int kResumeVersion = 1;
+
+nlohmann::json config_json(const TrainConfig& c) {
+  return {{"batch", c.batch},
+          {"context", c.context},
+          {"accum", c.accum},
+          {"lr", c.lr},
+          {"min_lr", c.min_lr},
+          {"warmup", c.warmup},
+          {"steps", c.steps},
+          {"weight_decay", c.weight_decay},
+          {"clip", c.clip},
+          {"seed", c.seed},
+          {"eval_every", c.eval_every},
+          {"eval_batches", c.eval_batches}};
+}
+
+model::Model make_model(const TrainConfig& c) {
+  if (!c.init.empty()) return model::load_checkpoint(c.init);
+  model::ModelConfig mc = model::ModelConfig::preset(c.preset);
+  if (!c.model_config.empty()) {
+    std::ifstream in(c.model_config);
+    if (!in) throw Error("train: cannot open model configuration " + c.model_config);
+    try {
+      mc = model::ModelConfig::from_json(nlohmann::json::parse(in));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("train: " + c.model_config + " is not valid JSON: " + e.what());
+    }
+  }
+  model::Model m(mc);
+  m.init(c.seed);
+  return m;
+}
+
+void save_resume(const std::string& path, const model::Model& m, AdamW& opt,
+                 const BatchSampler& sampler, const TrainConfig& c, int64_t step) {
+  const auto& layout = m.layout();
+  std::vector<io::TensorRef> refs;
+  for (const auto& p : layout.params())
+    refs.push_back({p.name, p.shape, m.weights().data() + p.offset});
+  refs.push_back({"adamw.m", {layout.total()}, opt.m().data()});
+  refs.push_back({"adamw.v", {layout.total()}, opt.v().data()});
+  io::write_safetensors(path, refs,
+                        {{"format", kResumeFormat},
+                         {"format_version", std::to_string(kResumeVersion)},
+                         {"step", std::to_string(step)},
+                         {"rng", sampler.rng_state()},
+                         {"model_config", m.config().to_json().dump()},
+                         {"train_config", config_json(c).dump()}});
+}
+
+int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchSampler& sampler,
+                    const TrainConfig& c) {
+  const auto st = io::SafeTensors::read(path);
+  const auto& meta = st.metadata();
+  auto get = [&](const char* k) {
+    auto it = meta.find(k);
+    if (it == meta.end()) throw Error("resume: " + path + " lacks '" + k + "'");
+    return it->second;
+  };
+  if (get("format") != kResumeFormat || get("format_version") != std::to_string(kResumeVersion))
+    throw Error("resume: " + path + " is not a logattn resume file of version 1");
+  if (nlohmann::json::parse(get("model_config")) != m.config().to_json())
+    throw Error("resume: " + path + " is for another model configuration");
+  if (nlohmann::json::parse(get("train_config")) != config_json(c))
+    throw Error("resume: " + path +
+                " was written with other training options; resume with the same options");
+  model::load_weights(path + "", m);  // weights, names and shapes checked
+  for (auto [name, dst] : {std::pair{"adamw.m", &opt.m()}, {"adamw.v", &opt.v()}}) {
+    const auto x = st.floats(name);
+    if (x.size() != dst->size()) throw Error("resume: " + path + " has a bad " + name);
+    *dst = x;
+  }
+  sampler.set_rng_state(get("rng"));
+  const int64_t step = std::stoll(get("step"));
+  opt.set_step(step);
+  return step;
+}
+
+}  // namespace
+
+double evaluate(model::Model& model, const TokenFile& tokens, int64_t context, int64_t windows,
+                int64_t batch) {
+  const int64_t T = context;
+  if (tokens.size() < T + 1)
+    throw Error("evaluate: " + tokens.path() + " holds " + std::to_string(tokens.size()) +
+                " tokens, fewer than the context (" + std::to_string(T) + ") + 1");
+  const int64_t span = tokens.size() - T;  // window offsets in [0, span)
+  const int64_t all = (tokens.size() - 1) / T;
+  const int64_t n = windows > 0 ? std::min(windows, span) : all;
+  std::vector<int64_t> offsets(n);
+  for (int64_t i = 0; i < n; ++i) offsets[i] = windows > 0 ? i * span / n : i * T;
+  std::vector<int32_t> x(batch * T), y(batch * T);
+  double total = 0;
+  for (int64_t i = 0; i < n; i += batch) {
+    const int64_t b = std::min(batch, n - i);
+    for (int64_t j = 0; j < b; ++j)
+      for (int64_t t = 0; t < T; ++t) {
+        x[j * T + t] = tokens[offsets[i + j] + t];
+        y[j * T + t] = tokens[offsets[i + j] + t + 1];
+      }
+    total += model.forward(x.data(), y.data(), b, T, false) * b;
+  }
+  return total / static_cast<double>(n);
+}
+
+TrainResult run_training(const TrainConfig& c,
+                         const std::function<void(const StepReport&)>& report) {
+  if (c.steps < 1) throw Error("train: --steps must be at least 1");
+  if (c.batch < 1 || c.accum < 1) throw Error("train: --batch and --accum must be at least 1");
+  if (c.eval_every < 1) throw Error("train: --eval-every must be at least 1");
+  if (!(c.lr > 0) || !(c.min_lr >= 0)) throw Error("train: learning rates must be positive");
+  fs::create_directories(c.out);
+  model::Model m = make_model(c);
+  const int64_t T = c.context > 0 ? c.context : m.config().context;
+  // Data.
+  std::string train_path = c.tokens, val_path = c.val_tokens;
+  if (train_path.empty()) {
+    const auto split = prepare_bytes(c.data, c.out + "/data");
+    train_path = split.train;
+    if (val_path.empty()) val_path = split.val;
+  }
+  TokenFile train_tokens(train_path);
+  std::optional<TokenFile> val_tokens;
+  if (!val_path.empty()) val_tokens.emplace(val_path);
+  for (int64_t i = 0; i < train_tokens.size(); ++i)
+    if (train_tokens[i] >= m.config().vocab)
+      throw Error("train: " + train_path + " has token id " + std::to_string(train_tokens[i]) +
+                  " at " + std::to_string(i) + ", outside the model's vocabulary of " +
+                  std::to_string(m.config().vocab));
+  BatchSampler sampler(train_tokens, T, c.seed + 1);
+  AdamW opt(m.layout(), AdamWConfig{0.9, 0.95, 1e-8, c.weight_decay});
+  const std::string ckpt = c.out + "/model.safetensors", resume = c.out + "/resume.safetensors";
+  const std::string log_path = c.out + "/log.jsonl";
+  int64_t step = 0;
+  if (c.resume) {
+    if (!fs::exists(resume)) throw Error("train: --resume, but " + resume + " does not exist");
+    step = load_resume(resume, m, opt, sampler, c);
+  }
+  // The log restarts with the run, or continues up to the resumed step.
+  Series train_series, val_series;
+  {
+    std::vector<std::string> kept;
+    if (c.resume) {
+      std::ifstream in(log_path);
+      std::string line;
+      while (std::getline(in, line)) {
+        try {
+          const auto j = nlohmann::json::parse(line);
+          if (j.value("step", int64_t{0}) > step) break;
+          kept.push_back(line);
+          train_series.push_back({j["step"].get<double>(), j["loss"].get<double>()});
+          if (j.contains("val_loss"))
+            val_series.push_back({j["step"].get<double>(), j["val_loss"].get<double>()});
+        } catch (const nlohmann::json::exception&) {
+          break;  // a line cut by a kill
+        }
+      }
+    }
+    std::string text;
+    for (const auto& l : kept) text += l + "\n";
+    io::write_file_atomic(log_path, text);
+  }
+  std::ofstream log(log_path, std::ios::app);
+
+  const int64_t B = c.batch;
+  std::vector<int32_t> x(B * T), y(B * T);
+  const auto t_start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  };
+  const int64_t first = step;
+  TrainResult res;
+  double val_loss = -1;
+  while (step < c.steps) {
+    m.zero_grads();
+    double loss = 0;
+    for (int64_t a = 0; a < c.accum; ++a) {
+      sampler.next(B, x.data(), y.data());
+      loss +=
+          m.forward(x.data(), y.data(), B, T, true, 1.f / static_cast<float>(c.accum)) / c.accum;
+    }
+    if (!std::isfinite(loss))
+      throw Error("train: the loss became " + std::to_string(loss) + " at step " +
+                  std::to_string(step + 1) + "; lower --lr or check the data");
+    const double norm = clip_grad_norm(m.grads(), c.clip);
+    const double lr = learning_rate(step, c.warmup, c.steps, c.lr, c.min_lr);
+    opt.update(m.weights().data(), m.grads().data(), lr);
+    ++step;
+    const bool stop_for_time = c.max_minutes > 0 && elapsed() > c.max_minutes * 60;
+    const bool eval_now = step % c.eval_every == 0 || step == c.steps || stop_for_time;
+    StepReport r;
+    r.step = step, r.steps = c.steps, r.loss = loss, r.lr = lr;
+    r.elapsed_s = elapsed();
+    r.tokens_per_s =
+        static_cast<double>((step - first) * B * T * c.accum) / std::max(1e-9, r.elapsed_s);
+    r.eta_s = r.elapsed_s / static_cast<double>(step - first) * static_cast<double>(c.steps - step);
+    nlohmann::json line = {{"step", step},
+                           {"loss", loss},
+                           {"lr", lr},
+                           {"grad_norm", norm},
+                           {"tokens_per_s", r.tokens_per_s},
+                           {"elapsed_s", r.elapsed_s}};
+    train_series.push_back({double(step), loss});
+    if (eval_now) {
+      if (val_tokens) {
+        val_loss = evaluate(m, *val_tokens, T, c.eval_batches * B, B);
+        line["val_loss"] = val_loss;
+        val_series.push_back({double(step), val_loss});
+        r.val_loss = val_loss;
+      }
+      r.evaluated = true;
+      model::save_checkpoint(ckpt, m, "bytes", {{"step", std::to_string(step)}});
+      save_resume(resume, m, opt, sampler, c, step);
+      io::write_file_atomic(c.out + "/loss.svg",
+                            loss_svg(train_series, val_series, "logattn: " + c.out));
+    }
+    log << line.dump() << "\n";
+    log.flush();
+    res.last_loss = loss;
+    report(r);
+    if (stop_for_time) break;
+  }
+  res.steps_done = step;
+  res.val_loss = val_loss;
+  res.checkpoint = ckpt;
+  return res;
+}
+
+}  // namespace logattn::train

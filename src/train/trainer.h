@@ -1,0 +1,56 @@
+// The training loop: data, model, AdamW, schedule, evaluation, checkpoints, resume, logs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "model/model.h"
+#include "train/data.h"
+
+namespace logattn::train {
+
+struct TrainConfig {
+  std::string preset = "small";
+  std::string model_config;  // JSON file; overrides the preset
+  std::string init;          // checkpoint to start from (its configuration wins)
+  std::string data = "/usr/share/games/fortunes";
+  std::string tokens, val_tokens;  // .bin files instead of --data
+  std::string out = "runs/default";
+  int64_t steps = 600;
+  double max_minutes = 0;  // stop early (cleanly) after this long; 0: no limit
+  int64_t batch = 16;
+  int64_t context = 0;  // 0: the model's
+  int64_t accum = 1;
+  double lr = 6e-4, min_lr = 6e-5;
+  int64_t warmup = 50;
+  double weight_decay = 0.1;
+  double clip = 1.0;
+  int64_t eval_every = 100;
+  int64_t eval_batches = 16;
+  uint64_t seed = 0;
+  bool resume = false;
+};
+
+struct StepReport {
+  int64_t step = 0, steps = 0;
+  double loss = 0, val_loss = -1, lr = 0, tokens_per_s = 0, elapsed_s = 0, eta_s = 0;
+  bool evaluated = false;
+};
+
+struct TrainResult {
+  int64_t steps_done = 0;
+  double last_loss = 0, val_loss = -1;
+  std::string checkpoint;
+};
+
+// Runs training; report is called after every step. Throws logattn::Error on bad input.
+TrainResult run_training(const TrainConfig& cfg,
+                         const std::function<void(const StepReport&)>& report);
+
+// Mean cross-entropy (nats/token) over windows of the model's context taken from tokens:
+// `windows` windows evenly spaced (0: every non-overlapping window), batch at a time.
+double evaluate(model::Model& model, const TokenFile& tokens, int64_t context, int64_t windows,
+                int64_t batch);
+
+}  // namespace logattn::train
