@@ -16,7 +16,9 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
-void load_into(const io::SafeTensors& st, Model& model) {
+}  // namespace
+
+void load_weights(const io::SafeTensors& st, Model& model, const std::set<std::string>& also) {
   std::set<std::string> expected;
   for (const auto& p : model.layout().params()) {
     expected.insert(p.name);
@@ -33,12 +35,10 @@ void load_into(const io::SafeTensors& st, Model& model) {
     std::copy(data.begin(), data.end(), model.weights().begin() + p.offset);
   }
   for (const auto& [name, info] : st.tensors())
-    if (!expected.count(name))
+    if (!expected.count(name) && !also.count(name))
       throw Error("checkpoint " + st.path() + ": unexpected tensor '" + name +
                   "' (not part of this model)");
 }
-
-}  // namespace
 
 void save_checkpoint(const std::string& path, const Model& model, const std::string& tokenizer,
                      const std::map<std::string, std::string>& extra) {
@@ -80,13 +80,13 @@ Model load_checkpoint(const std::string& path, Checkpoint* info, const std::stri
   ck.config = ModelConfig::from_json(cfg);
   if (auto it = meta.find("tokenizer"); it != meta.end()) ck.tokenizer = it->second;
   Model model(ck.config);
-  load_into(st, model);
+  load_weights(st, model);
   if (info) *info = ck;
   return model;
 }
 
 void load_weights(const std::string& path, Model& model) {
-  load_into(io::SafeTensors::read(path), model);
+  load_weights(io::SafeTensors::read(path), model);
 }
 
 }  // namespace logattn::model

@@ -5,9 +5,10 @@
 #pragma once
 
 #include <map>
-#include <optional>
+#include <set>
 #include <string>
 
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
 
@@ -30,7 +31,9 @@ void save_checkpoint(const std::string& path, const Model& model, const std::str
 Model load_checkpoint(const std::string& path, Checkpoint* info = nullptr,
                       const std::string& config_json = "");
 
-// Loads the tensors of path into an existing model (its configuration must match).
+// Loads the tensors of path into an existing model (its configuration must match): every
+// parameter must be there with its shape; other tensors are errors unless named in `also`.
 void load_weights(const std::string& path, Model& model);
+void load_weights(const io::SafeTensors& st, Model& model, const std::set<std::string>& also = {});
 
 }  // namespace logattn::model

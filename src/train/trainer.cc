@@ -85,7 +85,7 @@ int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchS
   if (nlohmann::json::parse(get("train_config")) != config_json(c))
     throw Error("resume: " + path +
                 " was written with other training options; resume with the same options");
-  model::load_weights(path + "", m);  // weights, names and shapes checked
+  model::load_weights(st, m, {"adamw.m", "adamw.v"});  // names and shapes checked
   for (auto [name, dst] : {std::pair{"adamw.m", &opt.m()}, {"adamw.v", &opt.v()}}) {
     const auto x = st.floats(name);
     if (x.size() != dst->size()) throw Error("resume: " + path + " has a bad " + name);

@@ -1,0 +1,126 @@
+// The model: it learns (overfits one batch), checkpoints round-trip and reject other shapes,
+// bad tokens are refused, and the same seed gives the same bits.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "io/safetensors.h"
+#include "logattn/error.h"
+#include "model/checkpoint.h"
+#include "model/model.h"
+#include "train/adamw.h"
+
+namespace logattn::model {
+namespace {
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("logattn_model_" + name)).string();
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = static_cast<int32_t>(rng() % vocab);
+  return t;
+}
+
+TEST(Model, TinyModelOverfitsOneBatch) {
+  Model m(ModelConfig::preset("tiny"));
+  m.init(1);
+  const int64_t B = 2, T = 32;
+  const auto x = random_tokens(B * T, 256, 2), y = random_tokens(B * T, 256, 3);
+  train::AdamW opt(m.layout(), train::AdamWConfig{0.9, 0.95, 1e-8, 0.0});
+  double first = 0, last = 0;
+  for (int s = 0; s < 300; ++s) {
+    m.zero_grads();
+    last = m.forward(x.data(), y.data(), B, T, true);
+    if (s == 0) first = last;
+    opt.update(m.weights().data(), m.grads().data(), 1e-2);
+  }
+  EXPECT_NEAR(first, std::log(256.0), 0.5);
+  EXPECT_LT(last, 0.2) << "from " << first;
+}
+
+TEST(Model, SameSeedSameBits) {
+  auto run = [] {
+    Model m(ModelConfig::preset("tiny"));
+    m.init(5);
+    const auto x = random_tokens(64, 256, 6), y = random_tokens(64, 256, 7);
+    m.zero_grads();
+    m.forward(x.data(), y.data(), 2, 32, true);
+    return m.grads();
+  };
+  EXPECT_EQ(run(), run());
+}
+
+TEST(Model, RejectsTokensOutsideTheVocabulary) {
+  Model m(ModelConfig::preset("tiny"));
+  std::vector<int32_t> x = {1, 2, 300};
+  try {
+    m.forward(x.data(), nullptr, 1, 3, false);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token id 300 at position 2"), std::string::npos);
+  }
+}
+
+TEST(Checkpoint, RoundTripAndShapeErrors) {
+  ModelConfig cfg = ModelConfig::preset("tiny");
+  Model m(cfg);
+  m.init(3);
+  const std::string p = temp_path("ck.safetensors");
+  save_checkpoint(p, m, "bytes");
+  Checkpoint info;
+  Model back = load_checkpoint(p, &info);
+  EXPECT_EQ(back.weights(), m.weights());
+  EXPECT_EQ(info.tokenizer, "bytes");
+  EXPECT_EQ(info.config.to_json(), cfg.to_json());
+
+  ModelConfig other = cfg;
+  other.d_emb = 48;
+  Model wrong(other);
+  try {
+    load_weights(p, wrong);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'embed.weight' has shape [256, 32], the model expects [256, 48]"),
+              std::string::npos)
+        << e.what();
+  }
+  // A state_dict without configuration needs one given.
+  std::vector<io::TensorRef> refs;
+  for (const auto& pi : m.layout().params()) refs.push_back({pi.name, pi.shape, m.weights().data() + pi.offset});
+  const std::string bare = temp_path("bare.safetensors");
+  io::write_safetensors(bare, refs, {});
+  EXPECT_THROW(load_checkpoint(bare), Error);
+  const std::string cfg_path = temp_path("cfg.json");
+  {
+    std::ofstream(cfg_path) << cfg.to_json().dump();
+  }
+  EXPECT_EQ(load_checkpoint(bare, nullptr, cfg_path).weights(), m.weights());
+  // A missing tensor, and an unexpected one.
+  refs.pop_back();
+  io::write_safetensors(bare, refs, {{"config", cfg.to_json().dump()}});
+  EXPECT_THROW(load_checkpoint(bare), Error);
+  for (const auto& f : {p, bare, cfg_path}) std::filesystem::remove(f);
+}
+
+TEST(Config, PresetsAndBadJson) {
+  EXPECT_EQ(ModelConfig::preset("paper").parameter_count(), ModelConfig::preset("paper").parameter_count());
+  EXPECT_THROW(ModelConfig::preset("huge"), Error);
+  EXPECT_THROW(ModelConfig::from_json({{"d_emb", -3}}), Error);
+  EXPECT_THROW(ModelConfig::from_json({{"d_model", 64}}), Error);
+  EXPECT_THROW(ModelConfig::from_json({{"d_emb", "64"}}), Error);
+  EXPECT_EQ(ModelConfig::from_json({{"vocab_sz", 50304}}).vocab, 50304);
+  // The paper's configuration has about 125M parameters.
+  const int64_t n = ModelConfig::preset("paper").parameter_count();
+  EXPECT_GT(n, 120'000'000);
+  EXPECT_LT(n, 130'000'000);
+  Model small(ModelConfig::preset("small"));
+  EXPECT_EQ(small.layout().total(), ModelConfig::preset("small").parameter_count());
+}
+
+}  // namespace
+}  // namespace logattn::model
