@@ -131,6 +131,10 @@ TrainResult run_training(const TrainConfig& c,
   if (c.eval_every < 1) throw Error("train: --eval-every must be at least 1");
   if (!(c.lr > 0) || !(c.min_lr >= 0)) throw Error("train: learning rates must be positive");
   fs::create_directories(c.out);
+  // Temporary files of a run that was killed mid-write: the files they were to replace are
+  // intact, so they are garbage.
+  for (const auto& e : fs::directory_iterator(c.out))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path());
   model::Model m = make_model(c);
   const int64_t T = c.context > 0 ? c.context : m.config().context;
   // Data.
