@@ -1,5 +1,6 @@
 #include "ops/layernorm.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace logattn::ops {
@@ -46,18 +47,25 @@ void layernorm_backward(int64_t n, int64_t d, const float* x, const float* w, co
       dxi[j] = accumulate ? dxi[j] + v : v;
     }
   }
-  // Parameter gradients: columns in parallel, rows in order (the same bits for any thread
-  // count).
+  // Parameter gradients: blocks of columns in parallel, rows in order (contiguous reads,
+  // the same bits for any thread count).
+  constexpr int64_t kBlock = 64;
 #pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < d; ++j) {
-    float sw = 0.f, sb = 0.f;
+  for (int64_t j0 = 0; j0 < d; j0 += kBlock) {
+    const int64_t j1 = std::min(d, j0 + kBlock);
+    float sw[kBlock] = {}, sb[kBlock] = {};
     for (int64_t i = 0; i < n; ++i) {
-      const float g = dy[i * d + j];
-      sw += g * (x[i * d + j] - mean[i]) * rstd[i];
-      sb += g;
+      const float m = mean[i], r = rstd[i];
+      for (int64_t j = j0; j < j1; ++j) {
+        const float g = dy[i * d + j];
+        sw[j - j0] += g * (x[i * d + j] - m) * r;
+        sb[j - j0] += g;
+      }
     }
-    dw[j] += sw;
-    db[j] += sb;
+    for (int64_t j = j0; j < j1; ++j) {
+      dw[j] += sw[j - j0];
+      db[j] += sb[j - j0];
+    }
   }
 }
 

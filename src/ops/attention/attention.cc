@@ -96,6 +96,18 @@ HeadState head_state(AttentionState& st, int64_t bh) {
   return HeadState{p, p + dk, p + 2 * dk, p + 2 * dk + dv};
 }
 
+// An empty state (as AttentionState::reset makes) in storage: m [dk], z [dk], c [dv], s [dk, dv].
+HeadState empty_head_state(const HeadDims& hd, std::vector<float>& storage) {
+  const int64_t dk = hd.dk, dv = hd.dv;
+  storage.resize(2 * dk + dv + dk * dv);
+  float* p = storage.data();
+  std::fill(p, p + dk, kNegInf);
+  std::fill(p + dk, p + 2 * dk, 0.f);
+  std::fill(p + 2 * dk, p + 2 * dk + dv, hd.log_values ? kNegInf : 0.f);
+  std::fill(p + 2 * dk + dv, p + storage.size(), 0.f);
+  return HeadState{p, p + dk, p + 2 * dk, p + 2 * dk + dv};
+}
+
 // Runs fn(bh, buffers) for every (batch, head) in parallel.
 template <typename Fn>
 void for_each_head(int64_t bh_count, Fn fn) {
@@ -124,17 +136,12 @@ void attention_forward(const AttentionOptions& opt, const AttentionDims& dm,
   expect_finite(op, "q", q, nq, dk, H);
   expect_finite(op, "k", k, nk, dk, H);
   expect_finite(op, log_values ? "log_v" : "v", v, nk, dv, H, log_values);
-  AttentionState local;
-  if (state) {
-    check_state(op, *state, B, H, dk, dv, opt.values);
-  } else {
-    local = AttentionState(B, H, dk, dv, opt.values);
-    state = &local;
-  }
+  if (state) check_state(op, *state, B, H, dk, dv, opt.values);
   const HeadDims hd{dk, dv, log_values};
   float* ld = log_d.empty() ? nullptr : log_d.data();
   for_each_head(B * H, [&](int64_t bh, ChunkBuffers& buf) {
-    const HeadState st = head_state(*state, bh);
+    // Without a caller's state, each head starts from an empty one in the thread's buffers.
+    const HeadState st = state ? head_state(*state, bh) : empty_head_state(hd, buf.state);
     const float* qh = q.data() + bh * nq * dk;
     const float* kh = k.data() + bh * nk * dk;
     const float* vh = v.data() + bh * nk * dv;
@@ -147,7 +154,7 @@ void attention_forward(const AttentionOptions& opt, const AttentionDims& dm,
       attention::readout_head(hd, nq, opt.chunk, qh, yh, lh, st, buf);
     }
   });
-  state->set_tokens(state->tokens() + nk);
+  if (state) state->set_tokens(state->tokens() + nk);
 }
 
 void attention_step(std::span<const float> q, std::span<const float> k, std::span<const float> v,

@@ -41,6 +41,7 @@ struct ChunkBuffers {
   std::vector<double> dbl;
   std::vector<float> head_q, head_c, head_v, head_y;  // backward_head, per head
   std::vector<float> log_v, log_y, log_g;             // log-value backward, per head
+  std::vector<float> state;                           // a head's state when none is given
   void reserve(int64_t chunk, const HeadDims& hd);
 };
 
