@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/bench_util.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
@@ -22,8 +23,6 @@
 namespace logattn::cli {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 struct AttentionBenchConfig {
   std::vector<int64_t> n = {1024, 2048, 4096, 8192, 16384, 32768, 65536};
@@ -36,61 +35,6 @@ struct AttentionBenchConfig {
   double min_time = 0.5;
   bool json = false;
 };
-
-// Runs fn in a child process; returns what it wrote to the pipe (one line of JSON).
-template <typename Fn>
-std::string in_child(Fn fn) {
-  int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("bench: pipe failed");
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("bench: fork failed");
-  if (pid == 0) {
-    close(fds[0]);
-    std::string out;
-    try {
-      out = fn();
-    } catch (const std::exception& e) {
-      out = fmt::format("{{\"error\": \"{}\"}}", e.what());
-    }
-    const char* p = out.data();
-    size_t left = out.size();
-    while (left > 0) {
-      const ssize_t w = write(fds[1], p, left);
-      if (w <= 0) break;
-      p += w, left -= static_cast<size_t>(w);
-    }
-    close(fds[1]);
-    _exit(0);
-  }
-  close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t r;
-  while ((r = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(r));
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty())
-    throw std::runtime_error("bench: a measurement process failed");
-  return out;
-}
-
-// Seconds per call of fn, over at least min_time seconds after one warm-up call.
-template <typename Fn>
-double seconds_per_call(double min_time, Fn fn) {
-  fn();
-  int64_t calls = 0;
-  const auto t0 = Clock::now();
-  double elapsed = 0;
-  do {
-    fn();
-    ++calls;
-    elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-  } while (elapsed < min_time);
-  return elapsed / static_cast<double>(calls);
-}
 
 std::vector<float> random_tensor(int64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -15,5 +15,6 @@ Runner add_eval_command(CLI::App& app);
 Runner add_demo_command(CLI::App& app);
 Runner add_bench_attention_command(CLI::App& bench);
 Runner add_bench_sgemm_command(CLI::App& bench);
+Runner add_bench_train_command(CLI::App& bench);
 
 }  // namespace logattn::cli

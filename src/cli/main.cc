@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   bench->require_subcommand(1);
   runners.push_back(add_bench_attention_command(*bench));
   runners.push_back(add_bench_sgemm_command(*bench));
+  runners.push_back(add_bench_train_command(*bench));
   // No arguments at all: the default job.
   const char* default_argv[] = {argv[0], "demo"};
   try {

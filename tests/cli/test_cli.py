@@ -9,6 +9,8 @@ import tempfile
 import time
 import unittest
 
+from logattn import safetensors_io
+
 LOGATTN = os.environ.get("LOGATTN_BIN", "build/logattn")
 
 
@@ -49,27 +51,39 @@ class Cli(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot open", r.stderr)
 
-    def test_train_eval_and_kill_at_any_moment(self):
-        out = os.path.join(self.dir, "run")
-        args = ["train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
-                "--context", "16", "--eval-every", "1", "--eval-batches", "1", "--steps", "100000"]
+    def test_kill_at_any_moment_then_resume_equals_the_uninterrupted_run(self):
+        def args(out):
+            return ["train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
+                    "--context", "16", "--eval-every", "1", "--eval-batches", "1", "--steps", "150"]
+        straight = os.path.join(self.dir, "straight")
+        r = run(*args(straight))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        out = os.path.join(self.dir, "killed")
         rng = random.Random(0)
+        cmd = args(out)
         for _ in range(4):
-            p = subprocess.Popen([LOGATTN, *args], stdout=subprocess.DEVNULL,
+            p = subprocess.Popen([LOGATTN, *cmd], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.4, 1.2))
+            time.sleep(rng.uniform(0.2, 0.8))
             p.send_signal(signal.SIGKILL)
             p.wait()
             ck = os.path.join(out, "model.safetensors")
-            if os.path.exists(ck):
+            if os.path.exists(ck):  # the last good checkpoint is intact
                 r = run("eval", "--model", ck, "--data", self.text, "--json")
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertIn('"loss"', r.stdout)
-            # Later rounds continue the killed run from its resume state.
-            if "--resume" not in args and os.path.exists(os.path.join(out, "resume.safetensors")):
-                args = args + ["--resume"]
-        self.assertIn("--resume", args)
-        self.assertTrue(os.path.exists(os.path.join(out, "model.safetensors")))
+            if "--resume" not in cmd and os.path.exists(os.path.join(out, "resume.safetensors")):
+                cmd = cmd + ["--resume"]
+        self.assertIn("--resume", cmd)
+        r = run(*cmd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        a, _ = safetensors_io.load(os.path.join(straight, "model.safetensors"))
+        b, _ = safetensors_io.load(os.path.join(out, "model.safetensors"))
+        self.assertEqual(sorted(a), sorted(b))
+        for name in a:
+            self.assertTrue((a[name] == b[name]).all(), name)
+        self.assertEqual([f for f in os.listdir(out) if ".tmp." in f], [])
 
 
 if __name__ == "__main__":
