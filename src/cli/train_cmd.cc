@@ -171,13 +171,14 @@ Runner add_demo_command(CLI::App& app) {
                          "minutes, evaluate it, and show a sample of what it learned");
   auto cfg = std::make_shared<train::TrainConfig>();
   cfg->out = "runs/demo";
-  cfg->steps = 300;
+  // About two minutes on two cores: 1000 steps of 8 x 128 bytes.
+  cfg->steps = 1000;
   cfg->batch = 8;
   cfg->context = 128;
   cfg->lr = 2e-3;
   cfg->min_lr = 2e-4;
-  cfg->warmup = 30;
-  cfg->eval_every = 50;
+  cfg->warmup = 50;
+  cfg->eval_every = 100;
   cfg->eval_batches = 8;
   cfg->max_minutes = 5;
   auto table = std::make_shared<OptionTable>();
