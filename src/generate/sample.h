@@ -12,7 +12,8 @@ namespace logattn::generate {
 struct SampleOptions {
   int64_t tokens = 200;
   double temperature = 0.8;
-  int64_t top_k = 0;  // 0: the whole vocabulary
+  int64_t top_k = 0;   // 0: the whole vocabulary
+  double top_p = 1.0;  // nucleus: the fewest tokens whose probabilities sum to at least top_p
   uint64_t seed = 0;
 };
 

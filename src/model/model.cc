@@ -110,6 +110,29 @@ int64_t Model::activation_bytes() const {
 
 double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
                       bool backward_pass, float grad_scale, float* logits) {
+  return run(tokens, targets, B, T, backward_pass, grad_scale, logits, nullptr);
+}
+
+ModelState Model::new_state(int64_t B) const {
+  if (B < 1) throw Error("model state: batch must be at least 1");
+  ModelState st;
+  st.batch = B;
+  for (int64_t l = 0; l < cfg_.n_layers; ++l)
+    st.layers.emplace_back(B, cfg_.n_heads, cfg_.d_key, cfg_.d_val, Values::kLog);
+  st.h.assign(B * cfg_.d_emb, 0.f);
+  return st;
+}
+
+void Model::forward_with_state(const int32_t* tokens, int64_t B, int64_t T, ModelState& state,
+                               float* last_logits) {
+  if (state.batch != B || static_cast<int64_t>(state.layers.size()) != cfg_.n_layers ||
+      static_cast<int64_t>(state.h.size()) != B * cfg_.d_emb)
+    throw Error("model forward: the state is for another batch size or model");
+  run(tokens, nullptr, B, T, false, 1.f, last_logits, &state);
+}
+
+double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
+                  bool backward_pass, float grad_scale, float* logits, ModelState* state) {
   if (B < 1 || T < 1) throw Error("model forward: batch and length must be at least 1");
   const int64_t N = B * T, E = cfg_.d_emb, H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
   const int64_t A = H * dv, P = cfg_.proj_width(), V = cfg_.vocab;
@@ -131,7 +154,11 @@ double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, 
     std::copy(W + layout_.embed + tokens[i] * E, W + layout_.embed + (tokens[i] + 1) * E,
               emb_.data() + i * E);
   ops::linear_forward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, W + layout_.pos_b, ul_.data());
-  ops::log_recurrence_forward(B, T, E, ul_.data(), nullptr, h_.data());
+  ops::log_recurrence_forward(B, T, E, ul_.data(), state ? state->h.data() : nullptr, h_.data());
+  if (state)
+    for (int64_t b = 0; b < B; ++b)
+      std::copy(h_.begin() + ((b * T) + T - 1) * E, h_.begin() + (b * T + T) * E,
+                state->h.begin() + b * E);
 
   AttentionOptions opt;
   opt.causal = true;
@@ -147,7 +174,12 @@ double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, 
                            a.rstd.data());
     ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data());
     split_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data());
-    attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
+    if (!state)
+      attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
+    else if (T == 1)  // [B, H, 1, d] is the step's [B, H, d]
+      attention_step(a.q, a.k, a.lv, a.logy, state->layers[l], a.log_d);
+    else
+      attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, &state->layers[l]);
     heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false);
     ops::linear_forward(N, A, 2 * E, a.a.data(), W + p.w2, W + p.b2, a.g.data());
     ops::glu_forward(N, E, a.g.data(), a.glu.data());
@@ -157,6 +189,17 @@ double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, 
   }
   if (cfg_.n_layers == 0)
     for (int64_t i = 0; i < N * E; ++i) x_last_[i] = emb_[i] + h_[i];
+  if (state) {
+    // Generation needs only each sequence's last position.
+    state->tokens += T;
+    for (int64_t b = 0; b < B; ++b)
+      std::copy(x_last_.begin() + (b * T + T - 1) * E, x_last_.begin() + (b * T + T) * E,
+                dxn_.begin() + b * E);
+    ops::layernorm_forward(B, E, dxn_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
+                           meanf_.data(), rstdf_.data());
+    ops::gemm(false, true, B, V, E, 1.f, xf_.data(), E, W + layout_.embed, E, 0.f, logits, V);
+    return 0.0;
+  }
   ops::layernorm_forward(N, E, x_last_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
                          meanf_.data(), rstdf_.data());
   ops::gemm(false, true, N, V, E, 1.f, xf_.data(), E, W + layout_.embed, E, 0.f, logits_.data(), V);

@@ -6,10 +6,20 @@
 #include <cstdint>
 #include <vector>
 
+#include "logattn/attention.h"
 #include "model/config.h"
 #include "model/params.h"
 
 namespace logattn::model {
+
+// What generation carries from one call to the next: constant size, whatever the length of
+// the text so far.
+struct ModelState {
+  std::vector<AttentionState> layers;  // per layer, batch x heads attention states
+  std::vector<float> h;                // [B, d_emb]: EmbedPosition's recurrence, last token
+  int64_t batch = 0;
+  int64_t tokens = 0;
+};
 
 class Model {
  public:
@@ -29,6 +39,14 @@ class Model {
   double forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, bool backward,
                  float grad_scale = 1.f, float* logits = nullptr);
 
+  // An empty generation state for B sequences (h = 0, empty attention sums).
+  ModelState new_state(int64_t B) const;
+  // Continues the B sequences of state with tokens [B, T] (one token at a time through the
+  // attention's step when T = 1, the chunked path otherwise); writes the logits of the last
+  // position, last_logits [B, vocab], and updates state.
+  void forward_with_state(const int32_t* tokens, int64_t B, int64_t T, ModelState& state,
+                          float* last_logits);
+
   // Bytes held for activations at the last shape used.
   int64_t activation_bytes() const;
 
@@ -37,6 +55,8 @@ class Model {
     std::vector<float> x, xn, mean, rstd, q, k, lv, logy, log_d, a, g, glu;
   };
   void ensure_shape(int64_t B, int64_t T);
+  double run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
+             bool backward, float grad_scale, float* logits, ModelState* state);
   void backward(const int32_t* tokens, int64_t B, int64_t T);
 
   ModelConfig cfg_;

@@ -1,0 +1,97 @@
+// `logattn generate`: stream a continuation of a prompt, one token at a time through the
+// model's constant-size state; the state saves to and loads from a file.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "generate/generator.h"
+#include "logattn/error.h"
+#include "model/checkpoint.h"
+
+namespace logattn::cli {
+
+namespace {
+
+struct GenerateConfig {
+  std::string model;
+  std::string prompt;
+  std::string prompt_file;
+  int64_t tokens = 200;
+  double temperature = 0.8;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  std::string save_state;
+  std::string load_state;
+};
+
+int run_generate(const GenerateConfig& c) {
+  if (c.model.empty()) throw Error("generate: --model is required");
+  if (c.tokens < 0) throw Error("generate: -n must be at least 0");
+  if (!(c.temperature >= 0)) throw Error("generate: --temperature must be at least 0");
+  if (!(c.top_p > 0 && c.top_p <= 1)) throw Error("generate: --top-p must be in (0, 1]");
+  std::string prompt = c.prompt;
+  if (!c.prompt_file.empty()) {
+    if (!prompt.empty()) throw Error("generate: give --prompt or --prompt-file, not both");
+    std::ifstream in(c.prompt_file, std::ios::binary);
+    if (!in) throw Error("generate: cannot read " + c.prompt_file);
+    prompt.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  if (prompt.empty() && c.load_state.empty())
+    throw Error("generate: the prompt is empty (give --prompt, --prompt-file or --load-state)");
+  model::Checkpoint info;
+  model::Model m = model::load_checkpoint(c.model, &info);
+  if (info.tokenizer != "bytes")
+    throw Error("generate: the checkpoint's tokenizer '" + info.tokenizer + "' is not supported yet");
+  generate::Generator gen(m);
+  if (!c.load_state.empty()) gen.load(c.load_state);
+  if (!prompt.empty()) {
+    std::vector<int32_t> ids;
+    for (unsigned char ch : prompt) ids.push_back(ch);
+    gen.feed(ids);
+    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  }
+  generate::SampleOptions so;
+  so.temperature = c.temperature;
+  so.top_k = c.top_k;
+  so.top_p = c.top_p;
+  uint64_t rng = c.seed;
+  for (int64_t i = 0; i < c.tokens; ++i) {
+    const char ch = static_cast<char>(gen.next(so, rng));
+    std::fputc(ch, stdout);
+    std::fflush(stdout);
+  }
+  std::fputc('\n', stdout);
+  if (!c.save_state.empty()) {
+    gen.save(c.save_state);
+    std::fprintf(stderr, "logattn: state after %lld tokens saved to %s\n",
+                 static_cast<long long>(gen.tokens()), c.save_state.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_generate_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "Continue a prompt at constant time and memory per token");
+  auto cfg = std::make_shared<GenerateConfig>();
+  auto table = std::make_shared<OptionTable>();
+  table->add("--model", &cfg->model, "checkpoint (.safetensors)")
+      .add("--prompt", &cfg->prompt, "text to continue")
+      .add("--prompt-file", &cfg->prompt_file, "file holding the text to continue")
+      .add("-n,--tokens", &cfg->tokens, "tokens to generate")
+      .add("--temperature", &cfg->temperature, "sampling temperature (0: greedy)")
+      .add("--top-k", &cfg->top_k, "sample among the k most likely tokens (0: all)")
+      .add("--top-p", &cfg->top_p, "sample among the most likely tokens holding this probability")
+      .add("--seed", &cfg->seed, "random seed of the sampling")
+      .add("--save-state", &cfg->save_state, "save the state after the text to this file")
+      .add("--load-state", &cfg->load_state, "start from a saved state (the prompt, if any, continues it)");
+  table->attach(cmd);
+  return [cfg, cmd] { return cmd->parsed() ? run_generate(*cfg) : -1; };
+}
+
+}  // namespace logattn::cli

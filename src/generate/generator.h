@@ -1,0 +1,42 @@
+// Generation at constant cost per token: a prompt is read through the parallel (chunked)
+// path, then one token at a time through the model's constant-size state. The state (every
+// layer's attention state, the position recurrence, the last logits) saves to a versioned
+// file whose size does not depend on the length of the text.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "generate/sample.h"
+#include "model/model.h"
+
+namespace logattn::generate {
+
+inline constexpr const char* kStateFormat = "logattn-state";
+inline constexpr int kStateVersion = 1;
+
+class Generator {
+ public:
+  explicit Generator(model::Model& model);
+
+  // Reads tokens (at least one) into the state, in pieces of at most `piece` tokens so that
+  // activations stay bounded however long the prompt.
+  void feed(const std::vector<int32_t>& tokens, int64_t piece = 512);
+  // Samples the next token from the last logits, feeds it, returns it.
+  int32_t next(const SampleOptions& opt, uint64_t& rng_state);
+  bool empty() const { return state_.tokens == 0; }
+  const std::vector<float>& last_logits() const { return logits_; }
+  int64_t tokens() const { return state_.tokens; }
+
+  void save(const std::string& path) const;  // through a temporary name and a rename
+  void load(const std::string& path);        // checks format, version, model and sizes
+
+ private:
+  model::Model& model_;
+  model::ModelState state_;
+  std::vector<float> logits_;
+};
+
+}  // namespace logattn::generate
