@@ -46,7 +46,8 @@ int run_generate(const GenerateConfig& c) {
   model::Checkpoint info;
   model::Model m = model::load_checkpoint(c.model, &info);
   if (info.tokenizer != "bytes")
-    throw Error("generate: the checkpoint's tokenizer '" + info.tokenizer + "' is not supported yet");
+    throw Error("generate: the checkpoint's tokenizer '" + info.tokenizer +
+                "' is not supported yet");
   generate::Generator gen(m);
   if (!c.load_state.empty()) gen.load(c.load_state);
   if (!prompt.empty()) {
@@ -77,7 +78,8 @@ int run_generate(const GenerateConfig& c) {
 }  // namespace
 
 Runner add_generate_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("generate", "Continue a prompt at constant time and memory per token");
+  auto* cmd =
+      app.add_subcommand("generate", "Continue a prompt at constant time and memory per token");
   auto cfg = std::make_shared<GenerateConfig>();
   auto table = std::make_shared<OptionTable>();
   table->add("--model", &cfg->model, "checkpoint (.safetensors)")
@@ -89,7 +91,8 @@ Runner add_generate_command(CLI::App& app) {
       .add("--top-p", &cfg->top_p, "sample among the most likely tokens holding this probability")
       .add("--seed", &cfg->seed, "random seed of the sampling")
       .add("--save-state", &cfg->save_state, "save the state after the text to this file")
-      .add("--load-state", &cfg->load_state, "start from a saved state (the prompt, if any, continues it)");
+      .add("--load-state", &cfg->load_state,
+           "start from a saved state (the prompt, if any, continues it)");
   table->attach(cmd);
   return [cfg, cmd] { return cmd->parsed() ? run_generate(*cfg) : -1; };
 }

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   runners.push_back(add_bench_attention_command(*bench));
   runners.push_back(add_bench_sgemm_command(*bench));
   runners.push_back(add_bench_train_command(*bench));
+  runners.push_back(add_bench_generate_command(*bench));
   // No arguments at all: the default job.
   const char* default_argv[] = {argv[0], "demo"};
   try {

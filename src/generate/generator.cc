@@ -51,7 +51,8 @@ void Generator::load(const std::string& path) {
   const auto& meta = st.metadata();
   auto get = [&](const char* k) {
     auto it = meta.find(k);
-    if (it == meta.end()) throw Error("state file " + path + " lacks '" + k + "': not a logattn state");
+    if (it == meta.end())
+      throw Error("state file " + path + " lacks '" + k + "': not a logattn state");
     return it->second;
   };
   if (get("format") != kStateFormat) throw Error("state file " + path + " is not a logattn state");
@@ -59,7 +60,8 @@ void Generator::load(const std::string& path) {
     throw Error("state file " + path + " has format version " + get("format_version") +
                 "; this logattn reads version " + std::to_string(kStateVersion));
   if (nlohmann::json::parse(get("config")) != model_.config().to_json())
-    throw Error("state file " + path + " is for another model (configuration " + get("config") + ")");
+    throw Error("state file " + path + " is for another model (configuration " + get("config") +
+                ")");
   model::ModelState s = model_.new_state(1);
   auto fill = [&](const std::string& name, std::span<float> dst) {
     const auto x = st.floats(name);  // throws if absent
@@ -67,10 +69,12 @@ void Generator::load(const std::string& path) {
       throw Error("state file " + path + ": '" + name + "' has " + std::to_string(x.size()) +
                   " values, expected " + std::to_string(dst.size()));
     for (float v : x)
-      if (std::isnan(v) || v == INFINITY) throw Error("state file " + path + ": '" + name + "' has NaN or +inf");
+      if (std::isnan(v) || v == INFINITY)
+        throw Error("state file " + path + ": '" + name + "' has NaN or +inf");
     std::copy(x.begin(), x.end(), dst.begin());
   };
-  for (size_t l = 0; l < s.layers.size(); ++l) fill("layers." + std::to_string(l) + ".attention", s.layers[l].data());
+  for (size_t l = 0; l < s.layers.size(); ++l)
+    fill("layers." + std::to_string(l) + ".attention", s.layers[l].data());
   fill("embed_pos.h", s.h);
   std::vector<float> logits(model_.config().vocab);
   fill("logits", logits);

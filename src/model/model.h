@@ -55,8 +55,8 @@ class Model {
     std::vector<float> x, xn, mean, rstd, q, k, lv, logy, log_d, a, g, glu;
   };
   void ensure_shape(int64_t B, int64_t T);
-  double run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
-             bool backward, float grad_scale, float* logits, ModelState* state);
+  double run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, bool backward,
+             float grad_scale, float* logits, ModelState* state);
   void backward(const int32_t* tokens, int64_t B, int64_t T);
 
   ModelConfig cfg_;

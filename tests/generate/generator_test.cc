@@ -1,5 +1,7 @@
 // Generation through the constant-size state agrees with full forward passes over the whole
 // text (also past the training context), and a saved state continues exactly.
+#include "generate/generator.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -7,7 +9,6 @@
 #include <fstream>
 #include <random>
 
-#include "generate/generator.h"
 #include "logattn/error.h"
 #include "model/model.h"
 
@@ -20,7 +21,8 @@ model::Model tiny_model() {
   // Sharper attention than the default initialisation gives.
   for (int64_t l = 0; l < m.config().n_layers; ++l) {
     const auto& p = m.layout().layers[l];
-    for (int64_t i = 0; i < m.config().proj_width() * m.config().d_emb; ++i) m.weights()[p.w1 + i] *= 3.f;
+    for (int64_t i = 0; i < m.config().proj_width() * m.config().d_emb; ++i)
+      m.weights()[p.w1 + i] *= 3.f;
   }
   return m;
 }
@@ -37,7 +39,7 @@ TEST(Generator, GreedyEqualsFullForwardAtEveryStep) {
   const int64_t V = m.config().vocab;
   auto text = prompt_tokens(50);  // longer than the tiny preset's training context (32)
   Generator gen(m);
-  gen.feed(text, 16);             // in pieces, as long prompts are read
+  gen.feed(text, 16);  // in pieces, as long prompts are read
   SampleOptions greedy;
   greedy.temperature = 0;
   uint64_t rng = 0;
@@ -61,7 +63,8 @@ TEST(Generator, GreedyEqualsFullForwardAtEveryStep) {
 
 TEST(Generator, SavedStateContinuesAsNeverStopping) {
   model::Model m = tiny_model();
-  const std::string path = (std::filesystem::temp_directory_path() / "logattn_state.safetensors").string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "logattn_state.safetensors").string();
   SampleOptions opt;
   opt.temperature = 0.9;
   opt.top_k = 20;
@@ -94,7 +97,8 @@ TEST(Generator, BadStateFilesAndPrompts) {
   model::Model m = tiny_model();
   Generator g(m);
   EXPECT_THROW(g.feed({}), Error);
-  const std::string path = (std::filesystem::temp_directory_path() / "logattn_state_bad.safetensors").string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "logattn_state_bad.safetensors").string();
   g.feed(prompt_tokens(5));
   g.save(path);
   model::ModelConfig other_cfg = model::ModelConfig::preset("tiny");

@@ -1,0 +1,161 @@
+// `logattn bench train`: seconds per training step (forward, backward, AdamW), tokens/s
+// and peak memory of a model configuration; `logattn bench generate`: time per token and
+// resident memory of generation after contexts of growing length. Each measurement runs in
+// a child process.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include "cli/bench_util.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "generate/generator.h"
+#include "logattn/error.h"
+#include "model/model.h"
+#include "train/adamw.h"
+#include "util/memory.h"
+
+namespace logattn::cli {
+
+namespace {
+
+struct TrainBenchConfig {
+  std::string preset = "small";
+  int64_t batch = 16;
+  int64_t context = 128;
+  int64_t steps = 5;
+  bool json = false;
+};
+
+std::string measure_train(const TrainBenchConfig& c) {
+  model::ModelConfig mc = model::ModelConfig::preset(c.preset);
+  model::Model m(mc);
+  m.init(0);
+  train::AdamW opt(m.layout(), train::AdamWConfig{});
+  const int64_t B = c.batch, T = c.context;
+  std::mt19937_64 rng(1);
+  std::vector<int32_t> x(B * T), y(B * T);
+  for (auto& t : x) t = static_cast<int32_t>(rng() % mc.vocab);
+  for (auto& t : y) t = static_cast<int32_t>(rng() % mc.vocab);
+  auto step = [&] {
+    m.zero_grads();
+    m.forward(x.data(), y.data(), B, T, true);
+    train::clip_grad_norm(m.grads(), 1.0);
+    opt.update(m.weights().data(), m.grads().data(), 1e-4);
+  };
+  step();  // warm-up (allocations)
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < c.steps; ++i) step();
+  const double sec = std::chrono::duration<double>(Clock::now() - t0).count() / c.steps;
+  return fmt::format(
+      "{{\"preset\": \"{}\", \"parameters\": {}, \"batch\": {}, \"context\": {}, "
+      "\"seconds_per_step\": "
+      "{:.6g}, \"tokens_per_s\": {:.6g}, \"peak_mib\": {:.1f}}}",
+      c.preset, mc.parameter_count(), B, T, sec, B * T / sec,
+      util::peak_resident_bytes() / 1048576.0);
+}
+
+int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
+  if (c.batch < 1 || c.context < 1 || c.steps < 1)
+    throw Error("bench train: --batch, --context and --steps must be at least 1");
+  if (!c.json) fmt::print("logattn bench train\nconfig: {}\n", table.describe());
+  std::fflush(stdout);
+  const std::string r = in_child([&] { return measure_train(c); });
+  if (c.json) {
+    fmt::print("{}\n", r);
+  } else {
+    fmt::print("{}\n", r);
+  }
+  return 0;
+}
+
+struct GenerateBenchConfig {
+  std::string preset = "small";
+  std::vector<int64_t> context = {1024, 4096, 16384, 65536};
+  int64_t tokens = 256;
+  bool json = false;
+};
+
+std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
+  model::Model m(model::ModelConfig::preset(c.preset));
+  m.init(0);
+  generate::Generator gen(m);
+  std::mt19937_64 rng(1);
+  std::vector<int32_t> prompt(context);
+  for (auto& t : prompt) t = static_cast<int32_t>(rng() % m.config().vocab);
+  gen.feed(prompt, 1024);
+  generate::SampleOptions greedy;
+  greedy.temperature = 0;
+  uint64_t seed = 0;
+  gen.next(greedy, seed);  // warm-up: the one-token shapes
+  // Median of rounds of 32 tokens.
+  std::vector<double> rounds;
+  for (int64_t done = 0; done < c.tokens; done += 32) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 32; ++i) gen.next(greedy, seed);
+    rounds.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / 32);
+  }
+  std::nth_element(rounds.begin(), rounds.begin() + rounds.size() / 2, rounds.end());
+  return fmt::format("{{\"context\": {}, \"ms_per_token\": {:.4f}, \"rss_mib\": {:.1f}}}", context,
+                     rounds[rounds.size() / 2] * 1e3, util::resident_bytes() / 1048576.0);
+}
+
+int run_bench_generate(const GenerateBenchConfig& c, const OptionTable& table) {
+  if (c.context.empty() || c.tokens < 32)
+    throw Error("bench generate: give at least one --context and --tokens of at least 32");
+  if (!c.json)
+    fmt::print("logattn bench generate\nconfig: {}\n{:>9} {:>12} {:>9}\n", table.describe(),
+               "context", "ms/token", "RSS MiB");
+  std::fflush(stdout);
+  std::string all = "[";
+  for (int64_t ctx : c.context) {
+    if (ctx < 1) throw Error("bench generate: every --context must be at least 1");
+    const std::string r = in_child([&] { return measure_generate(c, ctx); });
+    all += (all.size() > 1 ? ", " : "") + r;
+    if (!c.json) {
+      const auto num = [&](const char* key) {
+        const auto p = r.find(key);
+        return std::stod(r.substr(p + std::strlen(key) + 3));
+      };
+      fmt::print("{:>9} {:>12.4f} {:>9.1f}\n", ctx, num("ms_per_token"), num("rss_mib"));
+      std::fflush(stdout);
+    }
+  }
+  if (c.json) fmt::print("{}]\n", all);
+  return 0;
+}
+
+}  // namespace
+
+Runner add_bench_generate_command(CLI::App& bench) {
+  auto* cmd = bench.add_subcommand(
+      "generate",
+      "Generation: time per token and resident memory after contexts of growing length");
+  auto cfg = std::make_shared<GenerateBenchConfig>();
+  auto table = std::make_shared<OptionTable>();
+  table->add("--preset", &cfg->preset, "model preset: small, paper or tiny")
+      .add("--context", &cfg->context, "context lengths before timing (comma-separated)")
+      .add("--tokens", &cfg->tokens, "tokens to time at each context length")
+      .add("--json", &cfg->json, "print JSON");
+  table->attach(cmd);
+  cmd->get_option("--context")->delimiter(',');
+  return [cfg, table, cmd] { return cmd->parsed() ? run_bench_generate(*cfg, *table) : -1; };
+}
+
+Runner add_bench_train_command(CLI::App& bench) {
+  auto* cmd =
+      bench.add_subcommand("train", "Training step time, tokens/s and peak memory of a preset");
+  auto cfg = std::make_shared<TrainBenchConfig>();
+  auto table = std::make_shared<OptionTable>();
+  table->add("--preset", &cfg->preset, "model preset: small, paper or tiny")
+      .add("--batch", &cfg->batch, "sequences per step")
+      .add("--context", &cfg->context, "tokens per sequence")
+      .add("--steps", &cfg->steps, "steps to time (after one warm-up step)")
+      .add("--json", &cfg->json, "print JSON");
+  table->attach(cmd);
+  return [cfg, table, cmd] { return cmd->parsed() ? run_bench_train(*cfg, *table) : -1; };
+}
+
+}  // namespace logattn::cli
