@@ -36,15 +36,20 @@ Array empty(std::vector<py::ssize_t> shape) {
   return Array(shape);
 }
 
+AttentionOptions options(bool causal, bool log_values, int64_t chunk) {
+  AttentionOptions opt;
+  opt.causal = causal;
+  opt.values = log_values ? Values::kLog : Values::kSigned;
+  opt.chunk = chunk;
+  return opt;
+}
+
 py::tuple forward(const Array& q, const Array& k, const Array& v, bool causal, bool log_values,
                   AttentionState* state, int64_t chunk) {
   for (auto [name, a] : {std::pair{"q", &q}, {"k", &k}, {"v", &v}})
     expect_ndim("forward", name, *a, 4);
   const AttentionDims dims{q.shape(0), q.shape(1), q.shape(2), k.shape(2), q.shape(3), v.shape(3)};
-  AttentionOptions opt;
-  opt.causal = causal;
-  opt.values = log_values ? Values::kLog : Values::kSigned;
-  opt.chunk = chunk;
+  const AttentionOptions opt = options(causal, log_values, chunk);
   Array y = empty({dims.batch, dims.heads, dims.n_q, dims.d_val});
   Array log_d = empty({dims.batch, dims.heads, dims.n_q});
   {
@@ -62,10 +67,7 @@ py::tuple backward(const Array& q, const Array& k, const Array& v, const Array& 
     expect_ndim("backward", name, *a, 4);
   expect_ndim("backward", "log_d", log_d, 3);
   const AttentionDims dims{q.shape(0), q.shape(1), q.shape(2), k.shape(2), q.shape(3), v.shape(3)};
-  AttentionOptions opt;
-  opt.causal = causal;
-  opt.values = log_values ? Values::kLog : Values::kSigned;
-  opt.chunk = chunk;
+  const AttentionOptions opt = options(causal, log_values, chunk);
   Array gq = empty({dims.batch, dims.heads, dims.n_q, dims.d_key});
   Array gk = empty({dims.batch, dims.heads, dims.n_k, dims.d_key});
   Array gv = empty({dims.batch, dims.heads, dims.n_k, dims.d_val});

@@ -126,16 +126,13 @@ int run_bench_attention(const AttentionBenchConfig& c, const OptionTable& table)
         json.size() > 1 ? ", " : "", n, c.batch, c.heads, c.dk, c.dv, names[0], rec[0], names[1],
         rec[1], names[2], rec[2]);
     if (!c.json) {
-      auto field = [](const std::string& r, const char* key) {
-        const auto p = r.find(fmt::format("\"{}\": ", key));
-        return p == std::string::npos ? 0.0 : std::stod(r.substr(p + std::strlen(key) + 4));
-      };
       if (progress.on_terminal()) std::fprintf(stderr, "\r\033[K");
       fmt::print(
           "{:>7} {:>17.0f} {:>8.2f} {:>9.1f} {:>17.0f} {:>9.1f} {:>12.3f} {:>9.1f} {:>8.1f}\n", n,
-          field(rec[0], "tokens_per_s"), field(rec[0], "gflops"), field(rec[0], "peak_mib"),
-          field(rec[1], "tokens_per_s"), field(rec[1], "peak_mib"), field(rec[2], "seconds") * 1e6,
-          field(rec[2], "peak_mib"), field(rec[0], "io_mib"));
+          json_number(rec[0], "tokens_per_s"), json_number(rec[0], "gflops"),
+          json_number(rec[0], "peak_mib"), json_number(rec[1], "tokens_per_s"),
+          json_number(rec[1], "peak_mib"), json_number(rec[2], "seconds") * 1e6,
+          json_number(rec[2], "peak_mib"), json_number(rec[0], "io_mib"));
       std::fflush(stdout);
     }
   }

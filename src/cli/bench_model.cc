@@ -115,11 +115,8 @@ int run_bench_generate(const GenerateBenchConfig& c, const OptionTable& table) {
     const std::string r = in_child([&] { return measure_generate(c, ctx); });
     all += (all.size() > 1 ? ", " : "") + r;
     if (!c.json) {
-      const auto num = [&](const char* key) {
-        const auto p = r.find(key);
-        return std::stod(r.substr(p + std::strlen(key) + 3));
-      };
-      fmt::print("{:>9} {:>12.4f} {:>9.1f}\n", ctx, num("ms_per_token"), num("rss_mib"));
+      fmt::print("{:>9} {:>12.4f} {:>9.1f}\n", ctx, json_number(r, "ms_per_token"),
+                 json_number(r, "rss_mib"));
       std::fflush(stdout);
     }
   }

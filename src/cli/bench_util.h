@@ -70,4 +70,11 @@ inline double seconds_per_call(double min_time, Fn fn) {
   return elapsed / static_cast<double>(calls);
 }
 
+// The number after "key": in a flat JSON record the measurement processes write (0 if absent).
+inline double json_number(const std::string& record, const char* key) {
+  const std::string k = std::string("\"") + key + "\": ";
+  const auto p = record.find(k);
+  return p == std::string::npos ? 0.0 : std::stod(record.substr(p + k.size()));
+}
+
 }  // namespace logattn::cli

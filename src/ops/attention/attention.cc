@@ -119,23 +119,32 @@ void for_each_head(int64_t bh_count, Fn fn) {
   }
 }
 
-}  // namespace
-
-void attention_forward(const AttentionOptions& opt, const AttentionDims& dm,
-                       std::span<const float> q, std::span<const float> k, std::span<const float> v,
-                       std::span<float> y, std::span<float> log_d, AttentionState* state) {
-  const char* op = "attention_forward";
+// The checks forward and backward share: dims, then q, k, v, y sizes and finite inputs.
+void check_inputs(const char* op, const AttentionOptions& opt, const AttentionDims& dm,
+                  std::span<const float> q, std::span<const float> k, std::span<const float> v,
+                  size_t y_size) {
   check_dims(op, opt, dm);
   const int64_t B = dm.batch, H = dm.heads, nq = dm.n_q, nk = dm.n_k, dk = dm.d_key, dv = dm.d_val;
   const bool log_values = opt.values == Values::kLog;
   expect_size(op, "q", q.size(), {B, H, nq, dk});
   expect_size(op, "k", k.size(), {B, H, nk, dk});
   expect_size(op, "v", v.size(), {B, H, nk, dv});
-  expect_size(op, "y", y.size(), {B, H, nq, dv});
-  if (!log_d.empty()) expect_size(op, "log_d", log_d.size(), {B, H, nq});
+  expect_size(op, "y", y_size, {B, H, nq, dv});
   expect_finite(op, "q", q, nq, dk, H);
   expect_finite(op, "k", k, nk, dk, H);
   expect_finite(op, log_values ? "log_v" : "v", v, nk, dv, H, log_values);
+}
+
+}  // namespace
+
+void attention_forward(const AttentionOptions& opt, const AttentionDims& dm,
+                       std::span<const float> q, std::span<const float> k, std::span<const float> v,
+                       std::span<float> y, std::span<float> log_d, AttentionState* state) {
+  const char* op = "attention_forward";
+  check_inputs(op, opt, dm, q, k, v, y.size());
+  const int64_t B = dm.batch, H = dm.heads, nq = dm.n_q, nk = dm.n_k, dk = dm.d_key, dv = dm.d_val;
+  const bool log_values = opt.values == Values::kLog;
+  if (!log_d.empty()) expect_size(op, "log_d", log_d.size(), {B, H, nq});
   if (state) check_state(op, *state, B, H, dk, dv, opt.values);
   const HeadDims hd{dk, dv, log_values};
   float* ld = log_d.empty() ? nullptr : log_d.data();
@@ -236,21 +245,14 @@ void attention_backward(const AttentionOptions& opt, const AttentionDims& dm,
                         std::span<float> gq, std::span<float> gk, std::span<float> gv,
                         const AttentionState* state_in) {
   const char* op = "attention_backward";
-  check_dims(op, opt, dm);
+  check_inputs(op, opt, dm, q, k, v, y.size());
   const int64_t B = dm.batch, H = dm.heads, nq = dm.n_q, nk = dm.n_k, dk = dm.d_key, dv = dm.d_val;
   const bool log_values = opt.values == Values::kLog;
-  expect_size(op, "q", q.size(), {B, H, nq, dk});
-  expect_size(op, "k", k.size(), {B, H, nk, dk});
-  expect_size(op, "v", v.size(), {B, H, nk, dv});
-  expect_size(op, "y", y.size(), {B, H, nq, dv});
   expect_size(op, "log_d", log_d.size(), {B, H, nq});
   expect_size(op, "gy", gy.size(), {B, H, nq, dv});
   expect_size(op, "gq", gq.size(), {B, H, nq, dk});
   expect_size(op, "gk", gk.size(), {B, H, nk, dk});
   expect_size(op, "gv", gv.size(), {B, H, nk, dv});
-  expect_finite(op, "q", q, nq, dk, H);
-  expect_finite(op, "k", k, nk, dk, H);
-  expect_finite(op, log_values ? "log_v" : "v", v, nk, dv, H, log_values);
   expect_finite(op, log_values ? "log_y" : "y", y, nq, dv, H, log_values);
   expect_finite(op, "log_d", log_d, nq, 1, H);
   expect_finite(op, "gy", gy, nq, dv, H);
