@@ -8,6 +8,7 @@
 #include "ops/elementwise.h"
 #include "ops/layernorm.h"
 #include "ops/matmul.h"
+#include "threading/parallel.h"
 
 namespace logattn::model {
 
@@ -17,7 +18,8 @@ namespace {
 void split_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, const float* proj,
                  float* q, float* k, float* lv) {
   const int64_t w = 2 * dk + dv;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) \
+    schedule(static) if (parallel_worth_it(B * T * H * (2 * dk + dv)))
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t t = 0; t < T; ++t) {
@@ -32,7 +34,8 @@ void split_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, const 
 void merge_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, const float* q,
                  const float* k, const float* lv, float* proj) {
   const int64_t w = 2 * dk + dv;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) \
+    schedule(static) if (parallel_worth_it(B * T * H * (2 * dk + dv)))
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t t = 0; t < T; ++t) {
@@ -47,7 +50,7 @@ void merge_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, const 
 // [B, H, T, dv] <-> [B, T, H * dv].
 void heads_to_tokens(int64_t B, int64_t T, int64_t H, int64_t dv, const float* in, float* out,
                      bool inverse) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (parallel_worth_it(B * T * H * dv))
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t t = 0; t < T; ++t) {
@@ -149,7 +152,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
   const float* W = w_.data();
 
   // Embedding and EmbedPosition: x0 = emb + h, h the log-space recurrence from h_{-1} = 0.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(N * E))
   for (int64_t i = 0; i < N; ++i)
     std::copy(W + layout_.embed + tokens[i] * E, W + layout_.embed + (tokens[i] + 1) * E,
               emb_.data() + i * E);
@@ -251,7 +254,7 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
                        G + layout_.pos_w, G + layout_.pos_b, true);
   // Embedding rows: columns in parallel, tokens in order (deterministic).
   float* ge = G + layout_.embed;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(N * E))
   for (int64_t j0 = 0; j0 < E; j0 += 16)
     for (int64_t i = 0; i < N; ++i)
       for (int64_t j = j0; j < std::min(j0 + 16, E); ++j) ge[tokens[i] * E + j] += dx_[i * E + j];

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ops/matmul.h"
+#include "threading/parallel.h"
 
 namespace logattn::ops {
 
@@ -27,7 +28,7 @@ void column_sums(int64_t n, int64_t d, const float* x, float* sums) {
   // Blocks of columns in parallel, rows in order inside a block: contiguous reads, and the
   // same bits for any thread count.
   constexpr int64_t kBlock = 64;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
   for (int64_t j0 = 0; j0 < d; j0 += kBlock) {
     const int64_t j1 = std::min(d, j0 + kBlock);
     float acc[kBlock] = {};
@@ -41,7 +42,7 @@ void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const fl
                     const float* b, float* y) {
   gemm(false, true, n, out, in, 1.f, x, in, w, in, 0.f, y, out);
   if (!b) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(n * out))
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < out; ++j) y[i * out + j] += b[j];
 }
@@ -54,13 +55,13 @@ void linear_backward(int64_t n, int64_t in, int64_t out, const float* x, const f
 }
 
 void glu_forward(int64_t n, int64_t d, const float* g, float* y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < d; ++j) y[i * d + j] = g[i * 2 * d + j] * sigmoid(g[i * 2 * d + d + j]);
 }
 
 void glu_backward(int64_t n, int64_t d, const float* g, const float* dy, float* dg) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < d; ++j) {
       const float a = g[i * 2 * d + j], s = sigmoid(g[i * 2 * d + d + j]), gy = dy[i * d + j];
@@ -72,7 +73,7 @@ void glu_backward(int64_t n, int64_t d, const float* g, const float* dy, float* 
 double cross_entropy(int64_t n, int64_t v, const float* logits, const int32_t* targets,
                      float* dlogits, float scale) {
   std::vector<double> row_loss(n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(n * v))
   for (int64_t i = 0; i < n; ++i) {
     const float* li = logits + i * v;
     float mx = -INFINITY;
@@ -95,7 +96,7 @@ double cross_entropy(int64_t n, int64_t v, const float* logits, const int32_t* t
 
 void log_recurrence_forward(int64_t batch, int64_t n, int64_t d, const float* ul, const float* h0,
                             float* h) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (parallel_worth_it(batch * n * d))
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t j = 0; j < d; ++j) {
       float prev = h0 ? h0[b * d + j] : 0.f;
@@ -111,7 +112,7 @@ void log_recurrence_backward(int64_t batch, int64_t n, int64_t d, const float* u
                              const float* h, const float* dh, float* dul) {
   // With h_t = log(a_t e^{h_{t-1}} + e^{l_t}): dh_t/dh_{t-1} = dh_t/d(log a_t) =
   // exp(log a_t + h_{t-1} - h_t), dh_t/dl_t = exp(l_t - h_t); d(log a)/du = sigmoid(-u).
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (parallel_worth_it(batch * n * d))
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t j = 0; j < d; ++j) {
       float carry = 0.f;  // dL/dh_t through later tokens

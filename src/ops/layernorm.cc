@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "threading/parallel.h"
+
 namespace logattn::ops {
 
 void layernorm_forward(int64_t n, int64_t d, const float* x, const float* w, const float* b,
                        float* y, float* mean, float* rstd) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
   for (int64_t i = 0; i < n; ++i) {
     const float* xi = x + i * d;
     double s = 0.0;  // per-row statistics in double: cheap, and no cancellation in the variance
@@ -27,7 +29,7 @@ void layernorm_forward(int64_t n, int64_t d, const float* x, const float* w, con
 void layernorm_backward(int64_t n, int64_t d, const float* x, const float* w, const float* mean,
                         const float* rstd, const float* dy, float* dx, float* dw, float* db,
                         bool accumulate) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
   for (int64_t i = 0; i < n; ++i) {
     const float* xi = x + i * d;
     const float* gi = dy + i * d;
@@ -50,7 +52,7 @@ void layernorm_backward(int64_t n, int64_t d, const float* x, const float* w, co
   // Parameter gradients: blocks of columns in parallel, rows in order (contiguous reads,
   // the same bits for any thread count).
   constexpr int64_t kBlock = 64;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
   for (int64_t j0 = 0; j0 < d; j0 += kBlock) {
     const int64_t j1 = std::min(d, j0 + kBlock);
     float sw[kBlock] = {}, sb[kBlock] = {};
