@@ -20,6 +20,7 @@ struct GenerateConfig {
   std::string model;
   std::string prompt;
   std::string prompt_file;
+  std::string prompts_file;
   int64_t tokens = 200;
   double temperature = 0.8;
   int64_t top_k = 0;
@@ -29,11 +30,43 @@ struct GenerateConfig {
   std::string load_state;
 };
 
+// --prompts-file: one prompt per line, generated together; completions printed in order.
+int run_batch(const GenerateConfig& c, const generate::SampleOptions& so) {
+  if (!c.prompt.empty() || !c.prompt_file.empty() || !c.load_state.empty() || !c.save_state.empty())
+    throw Error("generate: --prompts-file goes without --prompt, --prompt-file and states");
+  std::ifstream in(c.prompts_file, std::ios::binary);
+  if (!in) throw Error("generate: cannot read " + c.prompts_file);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  if (lines.empty()) throw Error("generate: " + c.prompts_file + " holds no prompts");
+  model::Checkpoint info;
+  model::Model m = model::load_checkpoint(c.model, &info);
+  if (info.tokenizer != "bytes")
+    throw Error("generate: the checkpoint's tokenizer '" + info.tokenizer +
+                "' is not supported yet");
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& l : lines) prompts.emplace_back(l.begin(), l.end());
+  for (auto& p : prompts)
+    for (auto& t : p) t = static_cast<unsigned char>(t);
+  const auto out = generate::generate_batch(m, prompts, c.tokens, so, c.seed);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string text(out[i].begin(), out[i].end());
+    std::printf("=== %zu ===\n%s%s\n", i + 1, lines[i].c_str(), text.c_str());
+  }
+  return 0;
+}
+
 int run_generate(const GenerateConfig& c) {
   if (c.model.empty()) throw Error("generate: --model is required");
   if (c.tokens < 0) throw Error("generate: -n must be at least 0");
   if (!(c.temperature >= 0)) throw Error("generate: --temperature must be at least 0");
   if (!(c.top_p > 0 && c.top_p <= 1)) throw Error("generate: --top-p must be in (0, 1]");
+  generate::SampleOptions so;
+  so.temperature = c.temperature;
+  so.top_k = c.top_k;
+  so.top_p = c.top_p;
+  if (!c.prompts_file.empty()) return run_batch(c, so);
   std::string prompt = c.prompt;
   if (!c.prompt_file.empty()) {
     if (!prompt.empty()) throw Error("generate: give --prompt or --prompt-file, not both");
@@ -56,10 +89,6 @@ int run_generate(const GenerateConfig& c) {
     gen.feed(ids);
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
   }
-  generate::SampleOptions so;
-  so.temperature = c.temperature;
-  so.top_k = c.top_k;
-  so.top_p = c.top_p;
   uint64_t rng = c.seed;
   for (int64_t i = 0; i < c.tokens; ++i) {
     const char ch = static_cast<char>(gen.next(so, rng));
@@ -85,6 +114,7 @@ Runner add_generate_command(CLI::App& app) {
   table->add("--model", &cfg->model, "checkpoint (.safetensors)")
       .add("--prompt", &cfg->prompt, "text to continue")
       .add("--prompt-file", &cfg->prompt_file, "file holding the text to continue")
+      .add("--prompts-file", &cfg->prompts_file, "one prompt per line, generated together (batch)")
       .add("-n,--tokens", &cfg->tokens, "tokens to generate")
       .add("--temperature", &cfg->temperature, "sampling temperature (0: greedy)")
       .add("--top-k", &cfg->top_k, "sample among the k most likely tokens (0: all)")

@@ -85,4 +85,41 @@ void Generator::load(const std::string& path) {
   logits_ = std::move(logits);
 }
 
+std::vector<std::vector<int32_t>> generate_batch(model::Model& model,
+                                                 const std::vector<std::vector<int32_t>>& prompts,
+                                                 int64_t n, const SampleOptions& opt,
+                                                 uint64_t seed) {
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  if (B == 0) throw Error("generate: no prompts");
+  const int64_t V = model.config().vocab, E = model.config().d_emb;
+  model::ModelState batch = model.new_state(B);
+  std::vector<float> logits(B * V);
+  for (int64_t i = 0; i < B; ++i) {
+    if (prompts[i].empty()) throw Error("generate: prompt " + std::to_string(i + 1) + " is empty");
+    Generator g(model);
+    g.feed(prompts[i]);
+    const model::ModelState& one = g.state();
+    for (size_t l = 0; l < batch.layers.size(); ++l) {
+      const auto src = one.layers[l].data();
+      std::copy(src.begin(), src.end(), batch.layers[l].data().begin() + i * src.size());
+      batch.layers[l].set_tokens(std::max(batch.layers[l].tokens(), one.layers[l].tokens()));
+    }
+    std::copy(one.h.begin(), one.h.end(), batch.h.begin() + i * E);
+    std::copy(g.last_logits().begin(), g.last_logits().end(), logits.begin() + i * V);
+    batch.tokens = std::max(batch.tokens, one.tokens);
+  }
+  std::vector<uint64_t> rng(B);
+  for (int64_t i = 0; i < B; ++i) rng[i] = seed + static_cast<uint64_t>(i);
+  std::vector<std::vector<int32_t>> out(B);
+  std::vector<int32_t> next(B);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t i = 0; i < B; ++i) {
+      next[i] = pick_token(logits.data() + i * V, V, opt, rng[i]);
+      out[i].push_back(next[i]);
+    }
+    if (t + 1 < n) model.forward_with_state(next.data(), B, 1, batch, logits.data());
+  }
+  return out;
+}
+
 }  // namespace logattn::generate

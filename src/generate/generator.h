@@ -29,6 +29,7 @@ class Generator {
   bool empty() const { return state_.tokens == 0; }
   const std::vector<float>& last_logits() const { return logits_; }
   int64_t tokens() const { return state_.tokens; }
+  const model::ModelState& state() const { return state_; }
 
   void save(const std::string& path) const;  // through a temporary name and a rename
   void load(const std::string& path);        // checks format, version, model and sizes
@@ -38,5 +39,13 @@ class Generator {
   model::ModelState state_;
   std::vector<float> logits_;
 };
+
+// Several prompts at once (throughput): each prompt is read alone (prompts differ in
+// length), then the sequences advance together, one batched step per token. Sequence i
+// samples with its own generator seeded seed + i. Returns each sequence's n new tokens.
+std::vector<std::vector<int32_t>> generate_batch(model::Model& model,
+                                                 const std::vector<std::vector<int32_t>>& prompts,
+                                                 int64_t n, const SampleOptions& opt,
+                                                 uint64_t seed);
 
 }  // namespace logattn::generate

@@ -93,6 +93,23 @@ TEST(Generator, SavedStateContinuesAsNeverStopping) {
   std::filesystem::remove(path);
 }
 
+TEST(Generator, BatchEqualsOneAtATime) {
+  model::Model m = tiny_model();
+  const std::vector<std::vector<int32_t>> prompts = {prompt_tokens(5), prompt_tokens(40), {65}};
+  SampleOptions opt;
+  opt.temperature = 0.7;
+  const auto batch = generate_batch(m, prompts, 25, opt, 100);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Generator g(m);
+    g.feed(prompts[i]);
+    uint64_t rng = 100 + i;
+    std::vector<int32_t> alone;
+    for (int t = 0; t < 25; ++t) alone.push_back(g.next(opt, rng));
+    EXPECT_EQ(batch[i], alone) << "prompt " << i;
+  }
+  EXPECT_THROW(generate_batch(m, {{1, 2}, {}}, 3, opt, 0), Error);
+}
+
 TEST(Generator, BadStateFilesAndPrompts) {
   model::Model m = tiny_model();
   Generator g(m);
