@@ -14,36 +14,26 @@ namespace logattn::model {
 
 namespace {
 
-// proj [B, T, H, 2dk + dv] (per token, head-major) <-> q, k [B, H, T, dk], lv [B, H, T, dv].
-void split_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, const float* proj,
-                 float* q, float* k, float* lv) {
+// proj [B, T, H, 2dk + dv] (per token, head-major) <-> q, k [B, H, T, dk], lv [B, H, T, dv]:
+// to_heads copies proj into q, k, lv; otherwise q, k, lv into proj.
+void permute_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, float* proj, float* q,
+                   float* k, float* lv, bool to_heads) {
   const int64_t w = 2 * dk + dv;
-#pragma omp parallel for collapse(2) \
-    schedule(static) if (parallel_worth_it(B * T * H * (2 * dk + dv)))
+  auto move = [to_heads](float* token_side, float* head_side, int64_t n) {
+    if (to_heads)
+      std::copy(token_side, token_side + n, head_side);
+    else
+      std::copy(head_side, head_side + n, token_side);
+  };
+#pragma omp parallel for collapse(2) schedule(static) if (parallel_worth_it(B * T * H * w))
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t t = 0; t < T; ++t) {
-        const float* src = proj + ((b * T + t) * H + h) * w;
+        float* tok = proj + ((b * T + t) * H + h) * w;
         const int64_t r = (b * H + h) * T + t;
-        std::copy(src, src + dk, q + r * dk);
-        std::copy(src + dk, src + 2 * dk, k + r * dk);
-        std::copy(src + 2 * dk, src + w, lv + r * dv);
-      }
-}
-
-void merge_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, const float* q,
-                 const float* k, const float* lv, float* proj) {
-  const int64_t w = 2 * dk + dv;
-#pragma omp parallel for collapse(2) \
-    schedule(static) if (parallel_worth_it(B * T * H * (2 * dk + dv)))
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t t = 0; t < T; ++t) {
-        float* dst = proj + ((b * T + t) * H + h) * w;
-        const int64_t r = (b * H + h) * T + t;
-        std::copy(q + r * dk, q + (r + 1) * dk, dst);
-        std::copy(k + r * dk, k + (r + 1) * dk, dst + dk);
-        std::copy(lv + r * dv, lv + (r + 1) * dv, dst + 2 * dk);
+        move(tok, q + r * dk, dk);
+        move(tok + dk, k + r * dk, dk);
+        move(tok + 2 * dk, lv + r * dv, dv);
       }
 }
 
@@ -176,7 +166,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     ops::layernorm_forward(N, E, a.x.data(), W + p.ln_w, W + p.ln_b, a.xn.data(), a.mean.data(),
                            a.rstd.data());
     ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data());
-    split_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data());
+    permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
     if (!state)
       attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
     else if (T == 1)  // [B, H, 1, d] is the step's [B, H, d]
@@ -242,7 +232,7 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
                          G + p.b2, false);
     heads_to_tokens(B, T, H, dv, da_.data(), dlogy_.data(), true);
     attention_backward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, dlogy_, dq_, dk_, dlv_);
-    merge_heads(B, T, H, dk, dv, dq_.data(), dk_.data(), dlv_.data(), dproj_.data());
+    permute_heads(B, T, H, dk, dv, dproj_.data(), dq_.data(), dk_.data(), dlv_.data(), false);
     ops::linear_backward(N, E, P, a.xn.data(), W + p.w1, dproj_.data(), dxn_.data(), G + p.w1,
                          G + p.b1, false);
     ops::layernorm_backward(N, E, a.x.data(), W + p.ln_w, a.mean.data(), a.rstd.data(), dxn_.data(),
