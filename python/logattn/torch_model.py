@@ -23,10 +23,21 @@ def log_attention(Q, K, log_V):
             - torch.logsumexp(Q.unsqueeze(-1) + H_Z, dim=-2))
 
 
+def softmax_attention(Q, K, log_V):
+    """The conventional twin: causal softmax of q . k / sqrt(d_key) over values exp(log v),
+    returning the log of the output."""
+    n = Q.shape[-2]
+    scores = Q @ K.transpose(-1, -2) / Q.shape[-1] ** 0.5
+    mask = torch.ones(n, n, dtype=torch.bool).triu(1)
+    weights = scores.masked_fill(mask, float("-inf")).softmax(dim=-1)
+    return torch.log(weights @ torch.exp(log_V))
+
+
 class ResidualLayer(nn.Module):
-    def __init__(self, d_emb, n_heads, d_key, d_val):
+    def __init__(self, d_emb, n_heads, d_key, d_val, attention="log"):
         super().__init__()
         self.n_heads, self.d_key, self.d_val = n_heads, d_key, d_val
+        self.attend = softmax_attention if attention == "softmax" else log_attention
         self.feedforward1 = nn.Sequential(nn.LayerNorm(d_emb),
                                           nn.Linear(d_emb, n_heads * (2 * d_key + d_val)))
         self.feedforward2 = nn.Sequential(nn.Linear(n_heads * d_val, 2 * d_emb), nn.GLU(dim=-1),
@@ -36,7 +47,7 @@ class ResidualLayer(nn.Module):
         p = self.feedforward1(x)                                   # [B, n, H (2dk + dv)]
         p = p.view(*p.shape[:-1], self.n_heads, -1).transpose(-3, -2)  # [B, H, n, 2dk + dv]
         q, k, lv = p.split([self.d_key, self.d_key, self.d_val], dim=-1)
-        y = log_attention(q, k, lv).transpose(-3, -2).flatten(-2)  # [B, n, H dv]
+        y = self.attend(q, k, lv).transpose(-3, -2).flatten(-2)  # [B, n, H dv]
         return x + self.feedforward2(y)
 
 
@@ -58,12 +69,12 @@ class EmbedPosition(nn.Module):
 
 
 class GenerativeLanguageModel(nn.Module):
-    def __init__(self, vocab, d_emb, n_layers, n_heads, d_key, d_val, **_):
+    def __init__(self, vocab, d_emb, n_layers, n_heads, d_key, d_val, attention="log", **_):
         super().__init__()
         self.embed = nn.Embedding(vocab, d_emb)
         nn.init.uniform_(self.embed.weight, -1 / math.sqrt(d_emb), 1 / math.sqrt(d_emb))
         self.embed_pos = EmbedPosition(d_emb)
-        self.layers = nn.Sequential(*[ResidualLayer(d_emb, n_heads, d_key, d_val)
+        self.layers = nn.Sequential(*[ResidualLayer(d_emb, n_heads, d_key, d_val, attention)
                                       for _ in range(n_layers)])
         self.lnorm = nn.LayerNorm(d_emb)
 

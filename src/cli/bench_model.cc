@@ -23,6 +23,7 @@ namespace {
 
 struct TrainBenchConfig {
   std::string preset = "small";
+  std::string attention = "log";
   int64_t batch = 16;
   int64_t context = 128;
   int64_t steps = 5;
@@ -31,6 +32,8 @@ struct TrainBenchConfig {
 
 std::string measure_train(const TrainBenchConfig& c) {
   model::ModelConfig mc = model::ModelConfig::preset(c.preset);
+  mc.attention = c.attention;
+  mc.validate();
   model::Model m(mc);
   m.init(0);
   train::AdamW opt(m.layout(), train::AdamWConfig{});
@@ -50,10 +53,11 @@ std::string measure_train(const TrainBenchConfig& c) {
   for (int64_t i = 0; i < c.steps; ++i) step();
   const double sec = std::chrono::duration<double>(Clock::now() - t0).count() / c.steps;
   return fmt::format(
-      "{{\"preset\": \"{}\", \"parameters\": {}, \"batch\": {}, \"context\": {}, "
+      "{{\"preset\": \"{}\", \"attention\": \"{}\", \"parameters\": {}, \"batch\": {}, "
+      "\"context\": {}, "
       "\"seconds_per_step\": "
       "{:.6g}, \"tokens_per_s\": {:.6g}, \"peak_mib\": {:.1f}}}",
-      c.preset, mc.parameter_count(), B, T, sec, B * T / sec,
+      c.preset, mc.attention, mc.parameter_count(), B, T, sec, B * T / sec,
       util::peak_resident_bytes() / 1048576.0);
 }
 
@@ -147,6 +151,7 @@ Runner add_bench_train_command(CLI::App& bench) {
   auto cfg = std::make_shared<TrainBenchConfig>();
   auto table = std::make_shared<OptionTable>();
   table->add("--preset", &cfg->preset, "model preset: small, paper or tiny")
+      .add("--attention", &cfg->attention, "log (the paper's) or softmax (the twin)")
       .add("--batch", &cfg->batch, "sequences per step")
       .add("--context", &cfg->context, "tokens per sequence")
       .add("--steps", &cfg->steps, "steps to time (after one warm-up step)")

@@ -29,6 +29,7 @@ void declare_train_options(OptionTable& t, train::TrainConfig& c) {
   t.add("--preset", &c.preset, "model preset: small, paper or tiny")
       .add("--model-config", &c.model_config, "JSON model configuration (overrides --preset)")
       .add("--init", &c.init, "start from this checkpoint's weights and configuration")
+      .add("--attention", &c.attention, "log (the paper's) or softmax (the conventional twin)")
       .add("--data", &c.data, "text file or folder of text files (byte-level tokens)")
       .add("--tokens", &c.tokens, "training tokens as a .bin file (uint16), instead of --data")
       .add("--val-tokens", &c.val_tokens, "validation tokens as a .bin file")

@@ -19,8 +19,8 @@ ModelConfig ModelConfig::preset(const std::string& name) {
 }
 
 nlohmann::json ModelConfig::to_json() const {
-  return {{"vocab", vocab}, {"d_emb", d_emb}, {"n_layers", n_layers}, {"n_heads", n_heads},
-          {"d_key", d_key}, {"d_val", d_val}, {"context", context}};
+  return {{"attention", attention}, {"vocab", vocab}, {"d_emb", d_emb}, {"n_layers", n_layers},
+          {"n_heads", n_heads},     {"d_key", d_key}, {"d_val", d_val}, {"context", context}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -29,6 +29,11 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   // The reference's ModelConfig names vocab "vocab_sz": accept both.
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
+    if (k == "attention") {
+      if (!it->is_string()) throw Error("model configuration: 'attention' must be a string");
+      c.attention = it->get<std::string>();
+      continue;
+    }
     if (!it->is_number_integer())
       throw Error("model configuration: '" + k + "' must be an integer");
     const int64_t v = it->get<int64_t>();
@@ -66,6 +71,9 @@ void ModelConfig::validate() const {
   need("d_key", d_key, 1, 4096);
   need("d_val", d_val, 1, 4096);
   need("context", context, 1, 1 << 24);
+  if (attention != "log" && attention != "softmax")
+    throw Error("model configuration: attention '" + attention +
+                "' is neither 'log' nor 'softmax'");
 }
 
 int64_t ModelConfig::parameter_count() const {

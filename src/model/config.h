@@ -15,6 +15,9 @@ struct ModelConfig {
   int64_t d_key = 32;
   int64_t d_val = 32;
   int64_t context = 256;  // training context (generation has no limit)
+  // "log": the paper's log-attention; "softmax": the conventional twin (scaled dot products,
+  // values exp(log v), log of the output), the baseline for comparisons.
+  std::string attention = "log";
 
   // "paper" (the reference's 125M configuration), "small" (trains on 2 CPU cores in
   // minutes), "tiny" (tests). Throws for an unknown name.

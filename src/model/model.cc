@@ -8,6 +8,7 @@
 #include "ops/elementwise.h"
 #include "ops/layernorm.h"
 #include "ops/matmul.h"
+#include "ops/softmax_attention.h"
 #include "threading/parallel.h"
 
 namespace logattn::model {
@@ -58,7 +59,8 @@ void resize(std::vector<float>& v, int64_t n) {
 
 }  // namespace
 
-Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
+Model::Model(const ModelConfig& cfg)
+    : cfg_(cfg), layout_(cfg), softmax_(cfg.attention == "softmax") {
   cfg_.validate();
   w_.assign(layout_.total(), 0.f);
   g_.assign(layout_.total(), 0.f);
@@ -79,6 +81,7 @@ void Model::ensure_shape(int64_t B, int64_t T) {
     resize(l.q, N * H * dk), resize(l.k, N * H * dk), resize(l.lv, N * A);
     resize(l.logy, N * A), resize(l.log_d, N * H), resize(l.a, N * A);
     resize(l.g, N * 2 * E), resize(l.glu, N * E);
+    if (softmax_) resize(l.p, B * H * T * T);
   }
   resize(emb_, N * E), resize(ul_, N * 2 * E), resize(h_, N * E), resize(x_last_, N * E);
   resize(xf_, N * E), resize(meanf_, N), resize(rstdf_, N), resize(logits_, N * cfg_.vocab);
@@ -118,6 +121,8 @@ ModelState Model::new_state(int64_t B) const {
 
 void Model::forward_with_state(const int32_t* tokens, int64_t B, int64_t T, ModelState& state,
                                float* last_logits) {
+  if (softmax_)
+    throw Error("generation with the softmax twin (a key/value cache) is not implemented yet");
   if (state.batch != B || static_cast<int64_t>(state.layers.size()) != cfg_.n_layers ||
       static_cast<int64_t>(state.h.size()) != B * cfg_.d_emb)
     throw Error("model forward: the state is for another batch size or model");
@@ -167,7 +172,10 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                            a.rstd.data());
     ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data());
     permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
-    if (!state)
+    if (softmax_)
+      ops::softmax_attention_forward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
+                                     a.logy.data(), a.p.data());
+    else if (!state)
       attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
     else if (T == 1)  // [B, H, 1, d] is the step's [B, H, d]
       attention_step(a.q, a.k, a.lv, a.logy, state->layers[l], a.log_d);
@@ -231,7 +239,12 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
     ops::linear_backward(N, A, 2 * E, a.a.data(), W + p.w2, dg_.data(), da_.data(), G + p.w2,
                          G + p.b2, false);
     heads_to_tokens(B, T, H, dv, da_.data(), dlogy_.data(), true);
-    attention_backward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, dlogy_, dq_, dk_, dlv_);
+    if (softmax_)
+      ops::softmax_attention_backward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
+                                      a.logy.data(), a.p.data(), dlogy_.data(), dq_.data(),
+                                      dk_.data(), dlv_.data());
+    else
+      attention_backward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, dlogy_, dq_, dk_, dlv_);
     permute_heads(B, T, H, dk, dv, dproj_.data(), dq_.data(), dk_.data(), dlv_.data(), false);
     ops::linear_backward(N, E, P, a.xn.data(), W + p.w1, dproj_.data(), dxn_.data(), G + p.w1,
                          G + p.b1, false);

@@ -53,6 +53,7 @@ class Model {
  private:
   struct LayerActs {
     std::vector<float> x, xn, mean, rstd, q, k, lv, logy, log_d, a, g, glu;
+    std::vector<float> p;  // the softmax twin's attention weights [B, H, T, T]
   };
   void ensure_shape(int64_t B, int64_t T);
   double run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, bool backward,
@@ -61,6 +62,7 @@ class Model {
 
   ModelConfig cfg_;
   ParamLayout layout_;
+  bool softmax_ = false;  // the conventional twin
   std::vector<float> w_, g_;
   int64_t B_ = 0, T_ = 0;
   std::vector<LayerActs> acts_;

@@ -47,6 +47,10 @@ model::Model make_model(const TrainConfig& c) {
       throw Error("train: " + c.model_config + " is not valid JSON: " + e.what());
     }
   }
+  if (!c.attention.empty()) {
+    mc.attention = c.attention;
+    mc.validate();
+  }
   model::Model m(mc);
   m.init(c.seed);
   return m;

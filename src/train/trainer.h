@@ -14,6 +14,7 @@ struct TrainConfig {
   std::string preset = "small";
   std::string model_config;  // JSON file; overrides the preset
   std::string init;          // checkpoint to start from (its configuration wins)
+  std::string attention;     // "log" or "softmax" (the twin); empty: the configuration's
   std::string data = "/usr/share/games/fortunes";
   std::string tokens, val_tokens;  // .bin files instead of --data
   std::string out = "runs/default";

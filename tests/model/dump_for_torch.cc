@@ -1,6 +1,6 @@
 // Writes what the PyTorch parity test (tests/python/test_model_torch.py) compares: a tiny
 // model's checkpoint, a batch, logits, loss, every gradient, and the losses of 5 AdamW steps.
-// Usage: dump_for_torch OUT_DIR
+// Usage: dump_for_torch OUT_DIR [log|softmax]
 #include <cstdio>
 #include <random>
 #include <string>
@@ -13,14 +13,15 @@
 using namespace logattn;
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: dump_for_torch OUT_DIR\n");
+  if (argc != 2 && argc != 3) {
+    std::fprintf(stderr, "usage: dump_for_torch OUT_DIR [log|softmax]\n");
     return 2;
   }
   const std::string dir = argv[1];
   model::ModelConfig cfg = model::ModelConfig::preset("tiny");
   cfg.vocab = 61;  // not a power of two, and different from d_emb
   cfg.d_key = 6;   // d_key != d_val
+  if (argc == 3) cfg.attention = argv[2];
   model::Model m(cfg);
   m.init(7);
   // Larger log-value and query projections than the default init gives, so the attention
@@ -39,7 +40,8 @@ int main(int argc, char** argv) {
   std::vector<float> xf(x.begin(), x.end()), yf(y.begin(), y.end());
   std::vector<float> logits(B * T * cfg.vocab);
   m.zero_grads();
-  const float loss = static_cast<float>(m.forward(x.data(), y.data(), B, T, true, 1.f, logits.data()));
+  const float loss =
+      static_cast<float>(m.forward(x.data(), y.data(), B, T, true, 1.f, logits.data()));
 
   std::vector<io::TensorRef> out = {{"tokens", {B, T}, xf.data()},
                                     {"targets", {B, T}, yf.data()},

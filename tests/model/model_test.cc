@@ -1,5 +1,7 @@
 // The model: it learns (overfits one batch), checkpoints round-trip and reject other shapes,
 // bad tokens are refused, and the same seed gives the same bits.
+#include "model/model.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,7 +11,6 @@
 #include "io/safetensors.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
-#include "model/model.h"
 #include "train/adamw.h"
 
 namespace logattn::model {
@@ -27,20 +28,35 @@ std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
 }
 
 TEST(Model, TinyModelOverfitsOneBatch) {
-  Model m(ModelConfig::preset("tiny"));
-  m.init(1);
-  const int64_t B = 2, T = 32;
-  const auto x = random_tokens(B * T, 256, 2), y = random_tokens(B * T, 256, 3);
-  train::AdamW opt(m.layout(), train::AdamWConfig{0.9, 0.95, 1e-8, 0.0});
-  double first = 0, last = 0;
-  for (int s = 0; s < 300; ++s) {
-    m.zero_grads();
-    last = m.forward(x.data(), y.data(), B, T, true);
-    if (s == 0) first = last;
-    opt.update(m.weights().data(), m.grads().data(), 1e-2);
+  for (const char* attention : {"log", "softmax"}) {
+    ModelConfig cfg = ModelConfig::preset("tiny");
+    cfg.attention = attention;
+    Model m(cfg);
+    m.init(1);
+    const int64_t B = 2, T = 32;
+    const auto x = random_tokens(B * T, 256, 2), y = random_tokens(B * T, 256, 3);
+    train::AdamW opt(m.layout(), train::AdamWConfig{0.9, 0.95, 1e-8, 0.0});
+    double first = 0, last = 0;
+    for (int s = 0; s < 300; ++s) {
+      m.zero_grads();
+      last = m.forward(x.data(), y.data(), B, T, true);
+      if (s == 0) first = last;
+      opt.update(m.weights().data(), m.grads().data(), 1e-2);
+    }
+    EXPECT_NEAR(first, std::log(256.0), 0.5) << attention;
+    EXPECT_LT(last, 0.2) << attention << ": from " << first;
   }
-  EXPECT_NEAR(first, std::log(256.0), 0.5);
-  EXPECT_LT(last, 0.2) << "from " << first;
+}
+
+TEST(Model, TwinGenerationIsRefusedClearly) {
+  ModelConfig cfg = ModelConfig::preset("tiny");
+  cfg.attention = "softmax";
+  Model m(cfg);
+  ModelState st = m.new_state(1);
+  std::vector<float> logits(cfg.vocab);
+  const int32_t t = 3;
+  EXPECT_THROW(m.forward_with_state(&t, 1, 1, st, logits.data()), Error);
+  EXPECT_THROW(ModelConfig::from_json({{"attention", "linear"}}), Error);
 }
 
 TEST(Model, SameSeedSameBits) {
@@ -85,20 +101,20 @@ TEST(Checkpoint, RoundTripAndShapeErrors) {
     load_weights(p, wrong);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'embed.weight' has shape [256, 32], the model expects [256, 48]"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "'embed.weight' has shape [256, 32], the model expects [256, 48]"),
               std::string::npos)
         << e.what();
   }
   // A state_dict without configuration needs one given.
   std::vector<io::TensorRef> refs;
-  for (const auto& pi : m.layout().params()) refs.push_back({pi.name, pi.shape, m.weights().data() + pi.offset});
+  for (const auto& pi : m.layout().params())
+    refs.push_back({pi.name, pi.shape, m.weights().data() + pi.offset});
   const std::string bare = temp_path("bare.safetensors");
   io::write_safetensors(bare, refs, {});
   EXPECT_THROW(load_checkpoint(bare), Error);
   const std::string cfg_path = temp_path("cfg.json");
-  {
-    std::ofstream(cfg_path) << cfg.to_json().dump();
-  }
+  { std::ofstream(cfg_path) << cfg.to_json().dump(); }
   EXPECT_EQ(load_checkpoint(bare, nullptr, cfg_path).weights(), m.weights());
   // A missing tensor, and an unexpected one.
   refs.pop_back();
@@ -108,7 +124,8 @@ TEST(Checkpoint, RoundTripAndShapeErrors) {
 }
 
 TEST(Config, PresetsAndBadJson) {
-  EXPECT_EQ(ModelConfig::preset("paper").parameter_count(), ModelConfig::preset("paper").parameter_count());
+  EXPECT_EQ(ModelConfig::preset("paper").parameter_count(),
+            ModelConfig::preset("paper").parameter_count());
   EXPECT_THROW(ModelConfig::preset("huge"), Error);
   EXPECT_THROW(ModelConfig::from_json({{"d_emb", -3}}), Error);
   EXPECT_THROW(ModelConfig::from_json({{"d_model", 64}}), Error);

@@ -18,10 +18,12 @@ DUMP = os.environ.get("LOGATTN_DUMP_FOR_TORCH")
 
 @unittest.skipUnless(DUMP, "LOGATTN_DUMP_FOR_TORCH is not set (ctest sets it)")
 class ModelParity(unittest.TestCase):
+    attention = "log"
+
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
-        subprocess.run([DUMP, cls.dir], check=True)
+        subprocess.run([DUMP, cls.dir, cls.attention], check=True)
         cls.out, _ = safetensors_io.load(os.path.join(cls.dir, "outputs.safetensors"))
 
     def model(self):
@@ -66,6 +68,11 @@ class ModelParity(unittest.TestCase):
         for (n1, p1), (n2, p2) in zip(model.state_dict().items(), back.state_dict().items()):
             self.assertEqual(n1, n2)
             self.assertTrue(torch.allclose(p1, p2, rtol=1e-6, atol=1e-7))
+
+
+class TwinParity(ModelParity):
+    """The same checks for the conventional-attention twin."""
+    attention = "softmax"
 
 
 if __name__ == "__main__":
