@@ -77,13 +77,17 @@ int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
 
 struct GenerateBenchConfig {
   std::string preset = "small";
+  std::string attention = "log";
   std::vector<int64_t> context = {1024, 4096, 16384, 65536};
   int64_t tokens = 256;
   bool json = false;
 };
 
 std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
-  model::Model m(model::ModelConfig::preset(c.preset));
+  model::ModelConfig mc = model::ModelConfig::preset(c.preset);
+  mc.attention = c.attention;
+  mc.validate();
+  model::Model m(mc);
   m.init(0);
   generate::Generator gen(m);
   std::mt19937_64 rng(1);
@@ -137,6 +141,7 @@ Runner add_bench_generate_command(CLI::App& bench) {
   auto cfg = std::make_shared<GenerateBenchConfig>();
   auto table = std::make_shared<OptionTable>();
   table->add("--preset", &cfg->preset, "model preset: small, paper or tiny")
+      .add("--attention", &cfg->attention, "log (the paper's) or softmax (the twin, a KV cache)")
       .add("--context", &cfg->context, "context lengths before timing (comma-separated)")
       .add("--tokens", &cfg->tokens, "tokens to time at each context length")
       .add("--json", &cfg->json, "print JSON");

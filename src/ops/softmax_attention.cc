@@ -109,4 +109,37 @@ void softmax_attention_backward(int64_t B, int64_t H, int64_t T, int64_t dk, int
   }
 }
 
+void softmax_attention_step(int64_t B, int64_t H, int64_t dk, int64_t dv, const float* q,
+                            const float* k, const float* lv, float* logy,
+                            std::vector<float>* cache_k, std::vector<float>* cache_v) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dk));
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    auto& ck = cache_k[bh];
+    auto& cv = cache_v[bh];
+    ck.insert(ck.end(), k + bh * dk, k + (bh + 1) * dk);
+    cv.insert(cv.end(), lv + bh * dv, lv + (bh + 1) * dv);
+    const int64_t n = static_cast<int64_t>(ck.size()) / dk;
+    std::vector<double> logw(n);
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) {
+      double d = 0;
+      for (int64_t i = 0; i < dk; ++i) d += double(q[bh * dk + i]) * ck[j * dk + i];
+      logw[j] = d * scale;
+      mx = std::max(mx, logw[j]);
+    }
+    double z = 0;
+    for (int64_t j = 0; j < n; ++j) z += std::exp(logw[j] - mx);
+    const double log_z = mx + std::log(z);
+    for (int64_t c = 0; c < dv; ++c) {
+      double m2 = -INFINITY;
+      for (int64_t j = 0; j < n; ++j) m2 = std::max(m2, logw[j] + cv[j * dv + c]);
+      double acc = 0;
+      if (m2 != -INFINITY)
+        for (int64_t j = 0; j < n; ++j) acc += std::exp(logw[j] + cv[j * dv + c] - m2);
+      logy[bh * dv + c] =
+          m2 == -INFINITY ? kNegInf : static_cast<float>(m2 + std::log(acc) - log_z);
+    }
+  }
+}
+
 }  // namespace logattn::ops

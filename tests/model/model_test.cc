@@ -48,14 +48,26 @@ TEST(Model, TinyModelOverfitsOneBatch) {
   }
 }
 
-TEST(Model, TwinGenerationIsRefusedClearly) {
+TEST(Model, TwinGenerationWithItsCacheEqualsFullForward) {
   ModelConfig cfg = ModelConfig::preset("tiny");
   cfg.attention = "softmax";
-  Model m(cfg);
+  Model m(cfg), ref(cfg);
+  m.init(9);
+  ref.init(9);
+  const auto text = random_tokens(45, 256, 10);  // past the training context (32)
   ModelState st = m.new_state(1);
-  std::vector<float> logits(cfg.vocab);
-  const int32_t t = 3;
-  EXPECT_THROW(m.forward_with_state(&t, 1, 1, st, logits.data()), Error);
+  std::vector<float> last(cfg.vocab), full(45 * cfg.vocab);
+  m.forward_with_state(text.data(), 1, 20, st, last.data());
+  for (int64_t n = 21; n <= 45; ++n) {
+    m.forward_with_state(text.data() + n - 1, 1, 1, st, last.data());
+    ref.forward(text.data(), nullptr, 1, n, false, 1.f, full.data());
+    float scale = 0;
+    for (int64_t j = 0; j < cfg.vocab; ++j)
+      scale = std::max(scale, std::abs(full[(n - 1) * cfg.vocab + j]));
+    for (int64_t j = 0; j < cfg.vocab; ++j)
+      ASSERT_NEAR(last[j], full[(n - 1) * cfg.vocab + j], 1e-4 * scale) << "n " << n;
+  }
+  EXPECT_EQ(st.cache_k[0].size(), 45u * cfg.d_key);  // the cache grows with the context
   EXPECT_THROW(ModelConfig::from_json({{"attention", "linear"}}), Error);
 }
 
