@@ -24,6 +24,17 @@ void scale_values(int64_t T, int64_t dv, const float* lv, float* c, float* vc) {
       vc[s * dv + j] = c[j] == kNegInf ? 0.f : std::exp(lv[s * dv + j] - c[j]);
 }
 
+// log sum_s exp(logw[s] + lv[s * dv]) in float64, over s < n; -inf when every term is 0
+// (every weight or value is 0). lv points at one value column.
+double log_weighted_sum(int64_t n, const double* logw, const float* lv, int64_t dv) {
+  double mx = -INFINITY;
+  for (int64_t s = 0; s < n; ++s) mx = std::max(mx, logw[s] + lv[s * dv]);
+  if (mx == -INFINITY) return mx;
+  double acc = 0;
+  for (int64_t s = 0; s < n; ++s) acc += std::exp(logw[s] + lv[s * dv] - mx);
+  return mx + std::log(acc);
+}
+
 }  // namespace
 
 void softmax_attention_forward(int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv,
@@ -59,15 +70,9 @@ void softmax_attention_forward(int64_t B, int64_t H, int64_t T, int64_t dk, int6
           y = c[j] + std::log(y);
         } else {
           // Underflow of the scaled sum: log sum_s P_ts exp(lv_sj) in float64.
-          double mx = -INFINITY;
-          for (int64_t s = 0; s <= t; ++s)
-            if (ph[t * T + s] > 0)
-              mx = std::max(mx, std::log(double(ph[t * T + s])) + lh[s * dv + j]);
-          double acc = 0;
-          for (int64_t s = 0; s <= t; ++s)
-            if (ph[t * T + s] > 0)
-              acc += std::exp(std::log(double(ph[t * T + s])) + lh[s * dv + j] - mx);
-          y = static_cast<float>(mx + std::log(acc));
+          std::vector<double> logp(t + 1);
+          for (int64_t s = 0; s <= t; ++s) logp[s] = std::log(double(ph[t * T + s]));
+          y = static_cast<float>(log_weighted_sum(t + 1, logp.data(), lh + j, dv));
         }
       }
   }
@@ -130,15 +135,9 @@ void softmax_attention_step(int64_t B, int64_t H, int64_t dk, int64_t dv, const 
     double z = 0;
     for (int64_t j = 0; j < n; ++j) z += std::exp(logw[j] - mx);
     const double log_z = mx + std::log(z);
-    for (int64_t c = 0; c < dv; ++c) {
-      double m2 = -INFINITY;
-      for (int64_t j = 0; j < n; ++j) m2 = std::max(m2, logw[j] + cv[j * dv + c]);
-      double acc = 0;
-      if (m2 != -INFINITY)
-        for (int64_t j = 0; j < n; ++j) acc += std::exp(logw[j] + cv[j * dv + c] - m2);
+    for (int64_t c = 0; c < dv; ++c)
       logy[bh * dv + c] =
-          m2 == -INFINITY ? kNegInf : static_cast<float>(m2 + std::log(acc) - log_z);
-    }
+          static_cast<float>(log_weighted_sum(n, logw.data(), cv.data() + c, dv) - log_z);
   }
 }
 
