@@ -50,13 +50,7 @@ void Generator::save(const std::string& path) const {
 
 void Generator::load(const std::string& path) {
   const auto st = io::SafeTensors::read(path);
-  const auto& meta = st.metadata();
-  auto get = [&](const char* k) {
-    auto it = meta.find(k);
-    if (it == meta.end())
-      throw Error("state file " + path + " lacks '" + k + "': not a logattn state");
-    return it->second;
-  };
+  auto get = [&](const char* k) { return st.required_metadata(k, "state file"); };
   if (get("format") != kStateFormat) throw Error("state file " + path + " is not a logattn state");
   if (get("format_version") != std::to_string(kStateVersion))
     throw Error("state file " + path + " has format version " + get("format_version") +

@@ -133,6 +133,13 @@ SafeTensors SafeTensors::read(const std::string& path) {
   return st;
 }
 
+const std::string& SafeTensors::required_metadata(const std::string& key,
+                                                  const std::string& what) const {
+  const auto it = metadata_.find(key);
+  if (it == metadata_.end()) throw Error(what + " " + path_ + " lacks '" + key + "'");
+  return it->second;
+}
+
 std::vector<float> SafeTensors::floats(const std::string& name) const {
   const auto it = tensors_.find(name);
   if (it == tensors_.end()) bad(path_, "has no tensor '" + name + "'");

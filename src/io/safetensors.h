@@ -28,6 +28,8 @@ class SafeTensors {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  // A metadata value that must be there; throws "<what> <path> lacks '<key>'" otherwise.
+  const std::string& required_metadata(const std::string& key, const std::string& what) const;
   // A tensor as float32 (from F32, F16, BF16 or F64); throws if absent or not floating.
   std::vector<float> floats(const std::string& name) const;
 

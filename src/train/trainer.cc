@@ -76,12 +76,7 @@ void save_resume(const std::string& path, const model::Model& m, AdamW& opt,
 int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchSampler& sampler,
                     const TrainConfig& c) {
   const auto st = io::SafeTensors::read(path);
-  const auto& meta = st.metadata();
-  auto get = [&](const char* k) {
-    auto it = meta.find(k);
-    if (it == meta.end()) throw Error("resume: " + path + " lacks '" + k + "'");
-    return it->second;
-  };
+  auto get = [&](const char* k) { return st.required_metadata(k, "resume:"); };
   if (get("format") != kResumeFormat || get("format_version") != std::to_string(kResumeVersion))
     throw Error("resume: " + path + " is not a logattn resume file of version 1");
   if (nlohmann::json::parse(get("model_config")) != m.config().to_json())
