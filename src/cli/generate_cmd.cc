@@ -11,6 +11,7 @@
 #include "generate/generator.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
+#include "tokenizer/tokenizer.h"
 
 namespace logattn::cli {
 
@@ -28,7 +29,27 @@ struct GenerateConfig {
   uint64_t seed = 0;
   std::string save_state;
   std::string load_state;
+  std::string gpt2_dir;
 };
+
+// The checkpoint's model and tokenizer; the tokenizer must fit the model's vocabulary.
+std::pair<model::Model, std::unique_ptr<tokenizer::Tokenizer>> load_model_and_tokenizer(
+    const GenerateConfig& c) {
+  model::Checkpoint info;
+  model::Model m = model::load_checkpoint(c.model, &info);
+  auto tok = tokenizer::load_tokenizer(info.tokenizer, c.gpt2_dir);
+  if (tok->vocab_size() > m.config().vocab)
+    throw Error("generate: " + c.model + ": the " + info.tokenizer + " tokenizer's " +
+                std::to_string(tok->vocab_size()) + " ids do not fit the model's vocabulary of " +
+                std::to_string(m.config().vocab));
+  return {std::move(m), std::move(tok)};
+}
+
+// A token's text; ids the model may emit past the tokenizer's vocabulary (padding) print
+// nothing.
+std::string_view token_text(const tokenizer::Tokenizer& tok, int32_t id) {
+  return id < tok.vocab_size() ? tok.token_bytes(id) : std::string_view();
+}
 
 // --prompts-file: one prompt per line, generated together; completions printed in order.
 int run_batch(const GenerateConfig& c, const generate::SampleOptions& so) {
@@ -40,18 +61,13 @@ int run_batch(const GenerateConfig& c, const generate::SampleOptions& so) {
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) lines.push_back(line);
   if (lines.empty()) throw Error("generate: " + c.prompts_file + " holds no prompts");
-  model::Checkpoint info;
-  model::Model m = model::load_checkpoint(c.model, &info);
-  if (info.tokenizer != "bytes")
-    throw Error("generate: the checkpoint's tokenizer '" + info.tokenizer +
-                "' is not supported yet");
+  auto [m, tok] = load_model_and_tokenizer(c);
   std::vector<std::vector<int32_t>> prompts;
-  for (const auto& l : lines) prompts.emplace_back(l.begin(), l.end());
-  for (auto& p : prompts)
-    for (auto& t : p) t = static_cast<unsigned char>(t);
+  for (const auto& l : lines) prompts.push_back(tok->encode(l));
   const auto out = generate::generate_batch(m, prompts, c.tokens, so, c.seed);
   for (size_t i = 0; i < lines.size(); ++i) {
-    std::string text(out[i].begin(), out[i].end());
+    std::string text;
+    for (const int32_t id : out[i]) text += token_text(*tok, id);
     std::printf("=== %zu ===\n%s%s\n", i + 1, lines[i].c_str(), text.c_str());
   }
   return 0;
@@ -76,23 +92,17 @@ int run_generate(const GenerateConfig& c) {
   }
   if (prompt.empty() && c.load_state.empty())
     throw Error("generate: the prompt is empty (give --prompt, --prompt-file or --load-state)");
-  model::Checkpoint info;
-  model::Model m = model::load_checkpoint(c.model, &info);
-  if (info.tokenizer != "bytes")
-    throw Error("generate: the checkpoint's tokenizer '" + info.tokenizer +
-                "' is not supported yet");
+  auto [m, tok] = load_model_and_tokenizer(c);
   generate::Generator gen(m);
   if (!c.load_state.empty()) gen.load(c.load_state);
   if (!prompt.empty()) {
-    std::vector<int32_t> ids;
-    for (unsigned char ch : prompt) ids.push_back(ch);
-    gen.feed(ids);
+    gen.feed(tok->encode(prompt));
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
   }
   uint64_t rng = c.seed;
   for (int64_t i = 0; i < c.tokens; ++i) {
-    const char ch = static_cast<char>(gen.next(so, rng));
-    std::fputc(ch, stdout);
+    const std::string_view piece = token_text(*tok, gen.next(so, rng));
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
   }
   std::fputc('\n', stdout);
@@ -122,7 +132,8 @@ Runner add_generate_command(CLI::App& app) {
       .add("--seed", &cfg->seed, "random seed of the sampling")
       .add("--save-state", &cfg->save_state, "save the state after the text to this file")
       .add("--load-state", &cfg->load_state,
-           "start from a saved state (the prompt, if any, continues it)");
+           "start from a saved state (the prompt, if any, continues it)")
+      .add("--gpt2-dir", &cfg->gpt2_dir, "folder of GPT-2's encoder.json and vocab.bpe");
   table->attach(cmd);
   return [cfg, cmd] { return cmd->parsed() ? run_generate(*cfg) : -1; };
 }

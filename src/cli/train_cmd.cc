@@ -14,6 +14,7 @@
 #include "generate/sample.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
+#include "tokenizer/tokenizer.h"
 #include "train/trainer.h"
 
 namespace logattn::cli {
@@ -30,7 +31,10 @@ void declare_train_options(OptionTable& t, train::TrainConfig& c) {
       .add("--model-config", &c.model_config, "JSON model configuration (overrides --preset)")
       .add("--init", &c.init, "start from this checkpoint's weights and configuration")
       .add("--attention", &c.attention, "log (the paper's) or softmax (the conventional twin)")
-      .add("--data", &c.data, "text file or folder of text files (byte-level tokens)")
+      .add("--tokenizer", &c.tokenizer,
+           "bytes or gpt2 (default: gpt2 if the model's vocabulary holds it, else bytes)")
+      .add("--gpt2-dir", &c.gpt2_dir, "folder of GPT-2's encoder.json and vocab.bpe")
+      .add("--data", &c.data, "text file or folder of text files, tokenised and cached")
       .add("--tokens", &c.tokens, "training tokens as a .bin file (uint16), instead of --data")
       .add("--val-tokens", &c.val_tokens, "validation tokens as a .bin file")
       .add("--out", &c.out, "run folder: checkpoint, resume state, log.jsonl, loss.svg")
@@ -56,19 +60,28 @@ train::TrainResult train_with_progress(const train::TrainConfig& c, const Option
   Progress progress("train", c.steps);
   double last_val = -1;
   const int64_t plain_every = std::max<int64_t>(1, c.steps / 20);
-  auto res = train::run_training(c, [&](const train::StepReport& r) {
-    if (r.val_loss >= 0) last_val = r.val_loss;
-    const std::string status =
-        fmt::format("step {}/{} loss {:.4f}{} | {:.0f} tok/s | {} left", r.step, r.steps, r.loss,
-                    last_val >= 0 ? fmt::format(" val {:.4f}", last_val) : "", r.tokens_per_s,
-                    duration(r.eta_s));
-    if (progress.on_terminal()) {
-      progress.update(r.step, status);
-    } else if (r.evaluated || r.step % plain_every == 0) {
-      fmt::print("{}\n", status);
-      std::fflush(stdout);
-    }
-  });
+  std::unique_ptr<Progress> data_bar;
+  auto data_progress = [&](int64_t done, int64_t total) {
+    if (!data_bar) data_bar = std::make_unique<Progress>("tokenize", total);
+    data_bar->update(done);
+    if (done == total) data_bar->finish();
+  };
+  auto res = train::run_training(
+      c,
+      [&](const train::StepReport& r) {
+        if (r.val_loss >= 0) last_val = r.val_loss;
+        const std::string status =
+            fmt::format("step {}/{} loss {:.4f}{} | {:.0f} tok/s | {} left", r.step, r.steps,
+                        r.loss, last_val >= 0 ? fmt::format(" val {:.4f}", last_val) : "",
+                        r.tokens_per_s, duration(r.eta_s));
+        if (progress.on_terminal()) {
+          progress.update(r.step, status);
+        } else if (r.evaluated || r.step % plain_every == 0) {
+          fmt::print("{}\n", status);
+          std::fflush(stdout);
+        }
+      },
+      data_progress);
   progress.finish();
   fmt::print("trained {} steps; checkpoint {}; log {}/log.jsonl; curve {}/loss.svg\n",
              res.steps_done, res.checkpoint, c.out, c.out);
@@ -78,6 +91,7 @@ train::TrainResult train_with_progress(const train::TrainConfig& c, const Option
 struct EvalConfig {
   std::string model;
   std::string config;
+  std::string gpt2_dir;
   std::string data;
   std::string tokens;
   int64_t batch = 8;
@@ -89,21 +103,25 @@ int run_eval(const EvalConfig& e, const OptionTable& table) {
   if (e.model.empty()) throw Error("eval: --model is required");
   if (e.data.empty() == e.tokens.empty())
     throw Error("eval: give exactly one of --data and --tokens");
-  model::Model m = model::load_checkpoint(e.model, nullptr, e.config);
+  model::Checkpoint info;
+  model::Model m = model::load_checkpoint(e.model, &info, e.config);
   std::string bin = e.tokens;
   std::string tmp_dir;
   if (!e.data.empty()) {
-    // Byte-level tokens of the whole text, in a temporary folder.
+    // The checkpoint tokenizer's ids of the whole text (each file a document), in a
+    // temporary folder.
+    const auto tok = tokenizer::load_tokenizer(info.tokenizer, e.gpt2_dir);
     tmp_dir =
         (std::filesystem::temp_directory_path() / ("logattn-eval-" + std::to_string(::getpid())))
             .string();
     std::filesystem::create_directories(tmp_dir);
-    const auto files = train::text_files(e.data);
     std::vector<uint16_t> toks;
-    for (const auto& f : files) {
-      std::ifstream in(f, std::ios::binary);
-      for (std::istreambuf_iterator<char> it(in), end; it != end; ++it)
-        toks.push_back(static_cast<unsigned char>(*it));
+    const auto enc = tok->encoder();
+    for (const auto& f : train::text_files(e.data)) {
+      const io::MappedFile text(f);
+      enc->encode(text.bytes(), 0, text.size(), toks);
+      if (text.size() > 0 && tok->end_of_text() >= 0)
+        toks.push_back(static_cast<uint16_t>(tok->end_of_text()));
     }
     if (toks.empty()) throw Error("eval: " + e.data + " is empty");
     bin = tmp_dir + "/eval.bin";
@@ -136,8 +154,7 @@ int run_eval(const EvalConfig& e, const OptionTable& table) {
 }  // namespace
 
 Runner add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "train", "Train the language model (byte-level until the GPT-2 tokenizer exists)");
+  auto* cmd = app.add_subcommand("train", "Train the language model (GPT-2 or byte-level tokens)");
   auto cfg = std::make_shared<train::TrainConfig>();
   auto table = std::make_shared<OptionTable>();
   declare_train_options(*table, *cfg);
@@ -156,7 +173,8 @@ Runner add_eval_command(CLI::App& app) {
   auto table = std::make_shared<OptionTable>();
   table->add("--model", &cfg->model, "checkpoint (.safetensors)")
       .add("--config", &cfg->config, "JSON model configuration, for checkpoints without one")
-      .add("--data", &cfg->data, "text file or folder (byte-level tokens)")
+      .add("--data", &cfg->data, "text file or folder (tokenised as the checkpoint says)")
+      .add("--gpt2-dir", &cfg->gpt2_dir, "folder of GPT-2's encoder.json and vocab.bpe")
       .add("--tokens", &cfg->tokens, "token .bin file (uint16)")
       .add("--batch", &cfg->batch, "windows per batch")
       .add("--context", &cfg->context, "tokens per window (0: the model's context)")

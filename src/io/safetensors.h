@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "io/files.h"
+
 namespace logattn::io {
 
 inline constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // as the reference libraries
@@ -50,8 +52,5 @@ struct TensorRef {
 // same folder, flushed, then renamed, so a kill leaves either the old file or the new one.
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata);
-
-// Writes bytes to path through a temporary name and a rename (the same guarantee).
-void write_file_atomic(const std::string& path, const std::string& bytes);
 
 }  // namespace logattn::io

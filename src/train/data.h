@@ -1,4 +1,4 @@
-// Training data: text (a file, or a folder of files) tokenised byte-level into nanoGPT's
+// Training data: text (a file, or a folder of files) tokenised (bytes or GPT-2) into nanoGPT's
 // .bin format (raw little-endian uint16 token ids), cached once, memory-mapped; or .bin
 // files given directly.
 #pragma once
@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "io/files.h"
+
 namespace logattn::train {
 
 // A read-only memory-mapped .bin token file.
@@ -15,38 +17,22 @@ class TokenFile {
  public:
   TokenFile() = default;
   explicit TokenFile(const std::string& path);  // throws logattn::Error
-  TokenFile(TokenFile&& o) noexcept;
-  TokenFile& operator=(TokenFile&& o) noexcept;
-  TokenFile(const TokenFile&) = delete;
-  TokenFile& operator=(const TokenFile&) = delete;
-  ~TokenFile();
 
   int64_t size() const { return n_; }
   uint16_t operator[](int64_t i) const { return data_[i]; }
   const uint16_t* data() const { return data_; }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return map_.path(); }
 
  private:
-  std::string path_;
+  io::MappedFile map_;
   const uint16_t* data_ = nullptr;
   int64_t n_ = 0;
-  size_t bytes_ = 0;
 };
 
 // The text files a path stands for: the file itself, or every regular file under a folder
 // (sorted, symbolic links skipped, files with NUL bytes in their first 8 KiB skipped as
 // binary). Throws if there are none.
 std::vector<std::string> text_files(const std::string& path, int64_t* skipped = nullptr);
-
-// Tokenises path (byte-level: each byte is a token) into cache_dir/train.bin and val.bin
-// (first 90% / last 10% of the bytes), unless a cache made from the same files (names,
-// sizes and modification times, recorded in cache_dir/source.json) is there already.
-// Returns the two paths. Throws on empty data.
-struct SplitPaths {
-  std::string train, val;
-  bool reused = false;
-};
-SplitPaths prepare_bytes(const std::string& path, const std::string& cache_dir);
 
 // Writes tokens as a .bin file (through a temporary name).
 void write_tokens(const std::string& path, const std::vector<uint16_t>& tokens);

@@ -8,6 +8,7 @@
 #include "io/safetensors.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
+#include "tokenizer/gpt2_bpe.h"
 #include "train/adamw.h"
 #include "train/plot.h"
 
@@ -20,8 +21,9 @@ namespace {
 constexpr const char* kResumeFormat = "logattn-resume";
 constexpr int kResumeVersion = 1;
 
-nlohmann::json config_json(const TrainConfig& c) {
-  return {{"batch", c.batch},
+nlohmann::json config_json(const TrainConfig& c, const std::string& tokenizer) {
+  return {{"tokenizer", tokenizer},
+          {"batch", c.batch},
           {"context", c.context},
           {"accum", c.accum},
           {"lr", c.lr},
@@ -35,8 +37,13 @@ nlohmann::json config_json(const TrainConfig& c) {
           {"eval_batches", c.eval_batches}};
 }
 
-model::Model make_model(const TrainConfig& c) {
-  if (!c.init.empty()) return model::load_checkpoint(c.init);
+model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
+  if (!c.init.empty()) {
+    model::Checkpoint info;
+    model::Model m = model::load_checkpoint(c.init, &info);
+    *tokenizer = info.tokenizer;
+    return m;
+  }
   model::ModelConfig mc = model::ModelConfig::preset(c.preset);
   if (!c.model_config.empty()) {
     std::ifstream in(c.model_config);
@@ -57,7 +64,7 @@ model::Model make_model(const TrainConfig& c) {
 }
 
 void save_resume(const std::string& path, const model::Model& m, AdamW& opt,
-                 const BatchSampler& sampler, const TrainConfig& c, int64_t step) {
+                 const BatchSampler& sampler, const nlohmann::json& train_config, int64_t step) {
   const auto& layout = m.layout();
   std::vector<io::TensorRef> refs;
   for (const auto& p : layout.params())
@@ -70,18 +77,18 @@ void save_resume(const std::string& path, const model::Model& m, AdamW& opt,
                          {"step", std::to_string(step)},
                          {"rng", sampler.rng_state()},
                          {"model_config", m.config().to_json().dump()},
-                         {"train_config", config_json(c).dump()}});
+                         {"train_config", train_config.dump()}});
 }
 
 int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchSampler& sampler,
-                    const TrainConfig& c) {
+                    const nlohmann::json& train_config) {
   const auto st = io::SafeTensors::read(path);
   auto get = [&](const char* k) { return st.required_metadata(k, "resume:"); };
   if (get("format") != kResumeFormat || get("format_version") != std::to_string(kResumeVersion))
     throw Error("resume: " + path + " is not a logattn resume file of version 1");
   if (nlohmann::json::parse(get("model_config")) != m.config().to_json())
     throw Error("resume: " + path + " is for another model configuration");
-  if (nlohmann::json::parse(get("train_config")) != config_json(c))
+  if (nlohmann::json::parse(get("train_config")) != train_config)
     throw Error("resume: " + path +
                 " was written with other training options; resume with the same options");
   model::load_weights(st, m, {"adamw.m", "adamw.v"});  // names and shapes checked
@@ -97,6 +104,25 @@ int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchS
 }
 
 }  // namespace
+
+std::string resolve_tokenizer(const std::string& asked, const std::string& from_checkpoint,
+                              int64_t model_vocab) {
+  std::string name = asked;
+  if (!from_checkpoint.empty()) {
+    if (!asked.empty() && asked != from_checkpoint)
+      throw Error("train: --tokenizer " + asked + ", but the checkpoint's tokenizer is " +
+                  from_checkpoint);
+    name = from_checkpoint;
+  }
+  if (name.empty()) name = model_vocab >= tokenizer::kGpt2Vocab ? "gpt2" : "bytes";
+  const int64_t need = name == "gpt2" ? tokenizer::kGpt2Vocab : name == "bytes" ? 256 : -1;
+  if (need < 0) throw Error("unknown tokenizer '" + name + "' (known: bytes, gpt2)");
+  if (model_vocab < need)
+    throw Error("train: the model's vocabulary (" + std::to_string(model_vocab) +
+                ") is smaller than the " + name + " tokenizer's (" + std::to_string(need) +
+                "); use --preset paper or a configuration with a larger vocab");
+  return name;
+}
 
 double evaluate(model::Model& model, const TokenFile& tokens, int64_t context, int64_t windows,
                 int64_t batch) {
@@ -123,8 +149,8 @@ double evaluate(model::Model& model, const TokenFile& tokens, int64_t context, i
   return total / static_cast<double>(n);
 }
 
-TrainResult run_training(const TrainConfig& c,
-                         const std::function<void(const StepReport&)>& report) {
+TrainResult run_training(const TrainConfig& c, const std::function<void(const StepReport&)>& report,
+                         const std::function<void(int64_t, int64_t)>& data_progress) {
   if (c.steps < 1) throw Error("train: --steps must be at least 1");
   if (c.batch < 1 || c.accum < 1) throw Error("train: --batch and --accum must be at least 1");
   if (c.eval_every < 1) throw Error("train: --eval-every must be at least 1");
@@ -134,12 +160,18 @@ TrainResult run_training(const TrainConfig& c,
   // intact, so they are garbage.
   for (const auto& e : fs::directory_iterator(c.out))
     if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path());
-  model::Model m = make_model(c);
+  std::string ckpt_tokenizer;
+  model::Model m = make_model(c, &ckpt_tokenizer);
+  const std::string tok_name = resolve_tokenizer(c.tokenizer, ckpt_tokenizer, m.config().vocab);
+  const nlohmann::json train_config = config_json(c, tok_name);
   const int64_t T = c.context > 0 ? c.context : m.config().context;
   // Data.
   std::string train_path = c.tokens, val_path = c.val_tokens;
   if (train_path.empty()) {
-    const auto split = prepare_bytes(c.data, c.out + "/data");
+    const auto tok = tokenizer::load_tokenizer(tok_name, c.gpt2_dir);
+    TokenizeOptions topt;
+    topt.progress = data_progress;
+    const auto split = prepare_tokens(c.data, c.out + "/data", *tok, topt);
     train_path = split.train;
     if (val_path.empty()) val_path = split.val;
   }
@@ -158,7 +190,7 @@ TrainResult run_training(const TrainConfig& c,
   int64_t step = 0;
   if (c.resume) {
     if (!fs::exists(resume)) throw Error("train: --resume, but " + resume + " does not exist");
-    step = load_resume(resume, m, opt, sampler, c);
+    step = load_resume(resume, m, opt, sampler, train_config);
   }
   // The log restarts with the run, or continues up to the resumed step.
   Series train_series, val_series;
@@ -233,8 +265,8 @@ TrainResult run_training(const TrainConfig& c,
         r.val_loss = val_loss;
       }
       r.evaluated = true;
-      model::save_checkpoint(ckpt, m, "bytes", {{"step", std::to_string(step)}});
-      save_resume(resume, m, opt, sampler, c, step);
+      model::save_checkpoint(ckpt, m, tok_name, {{"step", std::to_string(step)}});
+      save_resume(resume, m, opt, sampler, train_config, step);
       io::write_file_atomic(c.out + "/loss.svg",
                             loss_svg(train_series, val_series, "logattn: " + c.out));
     }

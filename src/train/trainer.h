@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/model.h"
+#include "train/corpus.h"
 #include "train/data.h"
 
 namespace logattn::train {
@@ -15,6 +16,8 @@ struct TrainConfig {
   std::string model_config;  // JSON file; overrides the preset
   std::string init;          // checkpoint to start from (its configuration wins)
   std::string attention;     // "log" or "softmax" (the twin); empty: the configuration's
+  std::string tokenizer;     // "bytes" or "gpt2"; empty: gpt2 if the vocabulary holds it
+  std::string gpt2_dir;      // GPT-2's files (see tokenizer::load_tokenizer)
   std::string data = "/usr/share/games/fortunes";
   std::string tokens, val_tokens;  // .bin files instead of --data
   std::string out = "runs/default";
@@ -45,9 +48,17 @@ struct TrainResult {
   std::string checkpoint;
 };
 
-// Runs training; report is called after every step. Throws logattn::Error on bad input.
+// Runs training; report is called after every step, data_progress (if any) while the text is
+// tokenised (bytes done, bytes total). Throws logattn::Error on bad input.
 TrainResult run_training(const TrainConfig& cfg,
-                         const std::function<void(const StepReport&)>& report);
+                         const std::function<void(const StepReport&)>& report,
+                         const std::function<void(int64_t, int64_t)>& data_progress = {});
+
+// The tokenizer a run uses: the checkpoint's (--init), else the one asked for, else gpt2 if
+// the model's vocabulary holds its 50,257 ids and bytes otherwise. Throws if the model's
+// vocabulary is too small for it.
+std::string resolve_tokenizer(const std::string& asked, const std::string& from_checkpoint,
+                              int64_t model_vocab);
 
 // Mean cross-entropy (nats/token) over windows of the model's context taken from tokens:
 // `windows` windows evenly spaced (0: every non-overlapping window), batch at a time.

@@ -1,0 +1,55 @@
+// Files: read-only memory maps, and writes that land whole or not at all (a temporary name
+// in the same folder, flushed, then renamed over the target).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace logattn::io {
+
+// A read-only memory map of a regular file (an empty file maps to an empty view).
+class MappedFile {
+ public:
+  MappedFile() = default;
+  explicit MappedFile(const std::string& path);  // throws logattn::Error
+  MappedFile(MappedFile&& o) noexcept { *this = std::move(o); }
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  std::string_view bytes() const { return {data_, size_}; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Streams bytes to path.tmp.<pid>; commit() flushes and renames it to path. Destroyed
+// without commit() (an error on the way), it removes the temporary file: the target keeps
+// its old contents.
+class AtomicWriter {
+ public:
+  explicit AtomicWriter(std::string path);  // throws logattn::Error
+  AtomicWriter(const AtomicWriter&) = delete;
+  AtomicWriter& operator=(const AtomicWriter&) = delete;
+  ~AtomicWriter();
+
+  void write(const void* data, size_t n);
+  void commit();
+  size_t written() const { return written_; }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  size_t written_ = 0;
+};
+
+// Writes bytes to path through AtomicWriter.
+void write_file_atomic(const std::string& path, std::string_view bytes);
+
+}  // namespace logattn::io
