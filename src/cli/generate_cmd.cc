@@ -19,6 +19,7 @@ namespace {
 
 struct GenerateConfig {
   std::string model;
+  std::string config;
   std::string prompt;
   std::string prompt_file;
   std::string prompts_file;
@@ -36,7 +37,7 @@ struct GenerateConfig {
 std::pair<model::Model, std::unique_ptr<tokenizer::Tokenizer>> load_model_and_tokenizer(
     const GenerateConfig& c) {
   model::Checkpoint info;
-  model::Model m = model::load_checkpoint(c.model, &info);
+  model::Model m = model::load_checkpoint(c.model, &info, c.config);
   auto tok = tokenizer::load_tokenizer(info.tokenizer, c.gpt2_dir);
   if (tok->vocab_size() > m.config().vocab)
     throw Error("generate: " + c.model + ": the " + info.tokenizer + " tokenizer's " +
@@ -122,6 +123,7 @@ Runner add_generate_command(CLI::App& app) {
   auto cfg = std::make_shared<GenerateConfig>();
   auto table = std::make_shared<OptionTable>();
   table->add("--model", &cfg->model, "checkpoint (.safetensors)")
+      .add("--config", &cfg->config, "JSON model configuration, for checkpoints without one")
       .add("--prompt", &cfg->prompt, "text to continue")
       .add("--prompt-file", &cfg->prompt_file, "file holding the text to continue")
       .add("--prompts-file", &cfg->prompts_file, "one prompt per line, generated together (batch)")

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   runners.push_back(add_bench_sgemm_command(*bench));
   runners.push_back(add_bench_train_command(*bench));
   runners.push_back(add_bench_generate_command(*bench));
+  runners.push_back(add_bench_tokenize_command(*bench));
   // No arguments at all: the default job.
   const char* default_argv[] = {argv[0], "demo"};
   try {

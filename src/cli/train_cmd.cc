@@ -28,7 +28,9 @@ std::string duration(double s) {
 
 void declare_train_options(OptionTable& t, train::TrainConfig& c) {
   t.add("--preset", &c.preset, "model preset: small, paper or tiny")
-      .add("--model-config", &c.model_config, "JSON model configuration (overrides --preset)")
+      .add("--model-config", &c.model_config,
+           "JSON model configuration (overrides --preset; with --init, for a checkpoint without "
+           "one)")
       .add("--init", &c.init, "start from this checkpoint's weights and configuration")
       .add("--attention", &c.attention, "log (the paper's) or softmax (the conventional twin)")
       .add("--tokenizer", &c.tokenizer,

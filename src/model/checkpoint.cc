@@ -78,7 +78,12 @@ Model load_checkpoint(const std::string& path, Checkpoint* info, const std::stri
     throw Error("checkpoint " + path + ": bad configuration JSON: " + e.what());
   }
   ck.config = ModelConfig::from_json(cfg);
-  if (auto it = meta.find("tokenizer"); it != meta.end()) ck.tokenizer = it->second;
+  // A bare state_dict names no tokenizer: GPT-2's if the vocabulary holds its 50,257 ids (the
+  // reference's models), else bytes.
+  if (auto it = meta.find("tokenizer"); it != meta.end())
+    ck.tokenizer = it->second;
+  else
+    ck.tokenizer = ck.config.vocab >= 50257 ? "gpt2" : "bytes";
   Model model(ck.config);
   load_weights(st, model);
   if (info) *info = ck;

@@ -40,7 +40,7 @@ nlohmann::json config_json(const TrainConfig& c, const std::string& tokenizer) {
 model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
   if (!c.init.empty()) {
     model::Checkpoint info;
-    model::Model m = model::load_checkpoint(c.init, &info);
+    model::Model m = model::load_checkpoint(c.init, &info, c.model_config);
     *tokenizer = info.tokenizer;
     return m;
   }
