@@ -109,6 +109,14 @@ int run_eval(const EvalConfig& e, const OptionTable& table) {
   model::Model m = model::load_checkpoint(e.model, &info, e.config);
   std::string bin = e.tokens;
   std::string tmp_dir;
+  // Removed however this function ends (an error included).
+  struct RemoveDir {
+    const std::string& dir;
+    ~RemoveDir() {
+      std::error_code ec;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    }
+  } remove_tmp{tmp_dir};
   if (!e.data.empty()) {
     // The checkpoint tokenizer's ids of the whole text (each file a document), in a
     // temporary folder.
@@ -140,7 +148,6 @@ int run_eval(const EvalConfig& e, const OptionTable& table) {
         throw Error("eval: token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
     loss = train::evaluate(m, tokens, T, 0, e.batch);
   }
-  if (!tmp_dir.empty()) std::filesystem::remove_all(tmp_dir);
   if (e.json) {
     fmt::print("{{\"model\": \"{}\", \"tokens\": {}, \"context\": {}, \"loss\": {:.6f}}}\n",
                e.model, n, T, loss);

@@ -117,8 +117,7 @@ ModelState Model::new_state(int64_t B) const {
     st.layers.emplace_back(B, cfg_.n_heads, cfg_.d_key, cfg_.d_val, Values::kLog);
   st.h.assign(B * cfg_.d_emb, 0.f);
   if (softmax_) {
-    st.cache_k.resize(cfg_.n_layers * B * cfg_.n_heads);
-    st.cache_v.resize(cfg_.n_layers * B * cfg_.n_heads);
+    st.caches.resize(cfg_.n_layers * B * cfg_.n_heads);
   }
   return st;
 }
@@ -128,16 +127,7 @@ void Model::forward_with_state(const int32_t* tokens, int64_t B, int64_t T, Mode
   if (state.batch != B || static_cast<int64_t>(state.layers.size()) != cfg_.n_layers ||
       static_cast<int64_t>(state.h.size()) != B * cfg_.d_emb)
     throw Error("model forward: the state is for another batch size or model");
-  if (!softmax_) {
-    run(tokens, nullptr, B, T, false, 1.f, last_logits, &state);
-    return;
-  }
-  // The twin reads a prompt token by token through its key/value cache.
-  std::vector<int32_t> column(B);
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t b = 0; b < B; ++b) column[b] = tokens[b * T + t];
-    run(column.data(), nullptr, B, 1, false, 1.f, last_logits, &state);
-  }
+  run(tokens, nullptr, B, T, false, 1.f, last_logits, &state);
 }
 
 double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
@@ -183,10 +173,9 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                            a.rstd.data());
     ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data());
     permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
-    if (softmax_ && state)  // T == 1 (forward_with_state)
-      ops::softmax_attention_step(B, H, dk, dv, a.q.data(), a.k.data(), a.lv.data(), a.logy.data(),
-                                  state->cache_k.data() + l * B * H,
-                                  state->cache_v.data() + l * B * H);
+    if (softmax_ && state)  // forward_with_state: through the key/value cache
+      ops::softmax_attention_extend(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
+                                    a.logy.data(), state->caches.data() + l * B * H);
     else if (softmax_)
       ops::softmax_attention_forward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
                                      a.logy.data(), a.p.data());

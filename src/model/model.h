@@ -9,6 +9,7 @@
 #include "logattn/attention.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "ops/softmax_attention.h"
 
 namespace logattn::model {
 
@@ -17,9 +18,9 @@ namespace logattn::model {
 struct ModelState {
   std::vector<AttentionState> layers;  // per layer, batch x heads attention states
   std::vector<float> h;                // [B, d_emb]: EmbedPosition's recurrence, last token
-  // The softmax twin's key/value caches, per layer x B x H: [n, d_key] and [n, d_val]. They
-  // grow with the context (log-attention's states do not).
-  std::vector<std::vector<float>> cache_k, cache_v;
+  // The softmax twin's key/value caches, per layer x B x H. They grow with the context
+  // (log-attention's states do not).
+  std::vector<ops::SoftmaxCache> caches;
   int64_t batch = 0;
   int64_t tokens = 0;
 };

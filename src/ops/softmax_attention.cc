@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "ops/matmul.h"
+#include "simd/vexp.h"
+#include "threading/parallel.h"
 
 namespace logattn::ops {
 
@@ -114,30 +116,87 @@ void softmax_attention_backward(int64_t B, int64_t H, int64_t T, int64_t dk, int
   }
 }
 
-void softmax_attention_step(int64_t B, int64_t H, int64_t dk, int64_t dv, const float* q,
-                            const float* k, const float* lv, float* logy,
-                            std::vector<float>* cache_k, std::vector<float>* cache_v) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(dk));
-  for (int64_t bh = 0; bh < B * H; ++bh) {
-    auto& ck = cache_k[bh];
-    auto& cv = cache_v[bh];
-    ck.insert(ck.end(), k + bh * dk, k + (bh + 1) * dk);
-    cv.insert(cv.end(), lv + bh * dv, lv + (bh + 1) * dv);
-    const int64_t n = static_cast<int64_t>(ck.size()) / dk;
-    std::vector<double> logw(n);
-    double mx = -INFINITY;
-    for (int64_t j = 0; j < n; ++j) {
-      double d = 0;
-      for (int64_t i = 0; i < dk; ++i) d += double(q[bh * dk + i]) * ck[j * dk + i];
-      logw[j] = d * scale;
-      mx = std::max(mx, logw[j]);
+namespace {
+
+// One head: q, k [T, dk], lv [T, dv] -> logy [T, dv]; s: scratch.
+void extend_head(int64_t T, int64_t dk, int64_t dv, float scale, const float* q, const float* k,
+                 const float* lv, float* logy, SoftmaxCache& cache, std::vector<float>& s) {
+  const int64_t n0 = cache.n, n = n0 + T;
+  if (cache.c.empty()) cache.c.assign(dv, kNegInf);
+  cache.k.insert(cache.k.end(), k, k + T * dk);
+  cache.lv.insert(cache.lv.end(), lv, lv + T * dv);
+  cache.vc.resize(n * dv);
+  // A column whose maximum grows rescales its cached values.
+  for (int64_t j = 0; j < dv; ++j) {
+    float c = cache.c[j];
+    for (int64_t t = 0; t < T; ++t) c = std::max(c, lv[t * dv + j]);
+    if (c > cache.c[j] && cache.c[j] != kNegInf) {
+      const float f = std::exp(cache.c[j] - c);
+      for (int64_t i = 0; i < n0; ++i) cache.vc[i * dv + j] *= f;
     }
-    double z = 0;
-    for (int64_t j = 0; j < n; ++j) z += std::exp(logw[j] - mx);
-    const double log_z = mx + std::log(z);
-    for (int64_t c = 0; c < dv; ++c)
-      logy[bh * dv + c] =
-          static_cast<float>(log_weighted_sum(n, logw.data(), cv.data() + c, dv) - log_z);
+    cache.c[j] = c;
+  }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < dv; ++j)
+      cache.vc[(n0 + t) * dv + j] =
+          cache.c[j] == kNegInf ? 0.f : std::exp(lv[t * dv + j] - cache.c[j]);
+  cache.n = n;
+  // Scores against every cached key; query t sees keys [0, n0 + t].
+  s.resize(T * n);
+  gemm(false, true, T, n, dk, scale, q, dk, cache.k.data(), dk, 0.f, s.data(), n);
+  std::vector<float> log_z(T);
+  for (int64_t t = 0; t < T; ++t) {
+    float* row = s.data() + t * n;
+    const int64_t seen = n0 + t + 1;
+    float mx = kNegInf;
+    for (int64_t i = 0; i < seen; ++i) mx = std::max(mx, row[i]);
+    for (int64_t i = 0; i < seen; ++i) row[i] -= mx;
+    simd::exp(row, row, seen);
+    float z = 0.f;
+    for (int64_t i = 0; i < seen; ++i) z += row[i];
+    std::fill(row + seen, row + n, 0.f);
+    log_z[t] = mx + std::log(z);
+    for (int64_t i = 0; i < seen; ++i) row[i] /= z;
+  }
+  gemm(false, false, T, dv, n, 1.f, s.data(), n, cache.vc.data(), dv, 0.f, logy, dv);
+  std::vector<double> logw;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < dv; ++j) {
+      float& y = logy[t * dv + j];
+      if (cache.c[j] == kNegInf) {
+        y = kNegInf;
+      } else if (y > 1e-30f) {
+        y = cache.c[j] + std::log(y);
+      } else {
+        // Underflow of the scaled sum: log sum_i softmax_i exp(lv_ij) in float64.
+        const int64_t seen = n0 + t + 1;
+        logw.resize(seen);
+        for (int64_t i = 0; i < seen; ++i) {
+          double d = 0;
+          for (int64_t e = 0; e < dk; ++e) d += double(q[t * dk + e]) * cache.k[i * dk + e];
+          logw[i] = d * scale;
+        }
+        const double mx = *std::max_element(logw.begin(), logw.end());
+        double z = 0;
+        for (const double w : logw) z += std::exp(w - mx);
+        y = static_cast<float>(log_weighted_sum(seen, logw.data(), cache.lv.data() + j, dv) -
+                               (mx + std::log(z)));
+      }
+    }
+}
+
+}  // namespace
+
+void softmax_attention_extend(int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv,
+                              const float* q, const float* k, const float* lv, float* logy,
+                              SoftmaxCache* caches) {
+  const float scale = 1.f / std::sqrt(static_cast<float>(dk));
+  const int64_t n = caches[0].n + T;
+#pragma omp parallel for schedule(static) if (parallel_worth_it(B * H * T * n * (dk + dv)))
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    thread_local std::vector<float> s;
+    extend_head(T, dk, dv, scale, q + bh * T * dk, k + bh * T * dk, lv + bh * T * dv,
+                logy + bh * T * dv, caches[bh], s);
   }
 }
 

@@ -19,12 +19,24 @@ void softmax_attention_backward(int64_t B, int64_t H, int64_t T, int64_t dk, int
                                 const float* p, const float* glogy, float* gq, float* gk,
                                 float* glv);
 
-// Generation: one token per head against a key/value cache that grows by it (the cost per
-// token grows with the context, unlike log-attention's constant state).
-// q, k: [B, H, dk], lv: [B, H, dv] -> logy: [B, H, dv]; cache_k[b * H + h]: [n, dk] and
-// cache_v[b * H + h]: [n, dv] are appended to.
-void softmax_attention_step(int64_t B, int64_t H, int64_t dk, int64_t dv, const float* q,
-                            const float* k, const float* lv, float* logy,
-                            std::vector<float>* cache_k, std::vector<float>* cache_v);
+// Generation: a key/value cache per head that grows with the context (the cost per token
+// grows with it, unlike log-attention's constant state). Values are kept as log-values and
+// scaled, exp(lv - c) with c the column maxima so far, so that products run in float32
+// through BLAS; outputs whose scaled sums underflow are recomputed in float64, as in the
+// forward.
+struct SoftmaxCache {
+  std::vector<float> k;   // [n, dk]
+  std::vector<float> lv;  // [n, dv] log-values
+  std::vector<float> vc;  // [n, dv] exp(lv - c)
+  std::vector<float> c;   // [dv] column maxima of lv (-inf while a column holds only -inf)
+  int64_t n = 0;
+};
+
+// Appends T tokens to each head's cache and attends their queries to it, causally (query t
+// sees the cached keys and new keys up to t). T = 1 is the one-token step; a prompt goes in
+// chunks. q, k: [B, H, T, dk], lv: [B, H, T, dv] -> logy: [B, H, T, dv]; caches[b * H + h].
+void softmax_attention_extend(int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv,
+                              const float* q, const float* k, const float* lv, float* logy,
+                              SoftmaxCache* caches);
 
 }  // namespace logattn::ops

@@ -67,7 +67,7 @@ TEST(Model, TwinGenerationWithItsCacheEqualsFullForward) {
     for (int64_t j = 0; j < cfg.vocab; ++j)
       ASSERT_NEAR(last[j], full[(n - 1) * cfg.vocab + j], 1e-4 * scale) << "n " << n;
   }
-  EXPECT_EQ(st.cache_k[0].size(), 45u * cfg.d_key);  // the cache grows with the context
+  EXPECT_EQ(st.caches[0].k.size(), 45u * cfg.d_key);  // the cache grows with the context
   EXPECT_THROW(ModelConfig::from_json({{"attention", "linear"}}), Error);
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -71,6 +72,56 @@ TEST(SoftmaxAttention, MatchesTheFloat64Oracle) {
             << "spread " << spread << " head " << h << " " << i;
       }
     }
+  }
+}
+
+// The generation path: a key/value cache extended in pieces of random sizes (1 = the step)
+// gives the oracle's outputs, with column maxima that grow later (rescaling the cache),
+// columns that start at -inf, and spreads that underflow float32.
+TEST(SoftmaxAttention, CacheExtendedInPiecesMatchesTheOracle) {
+  const int64_t T = 60, dk = 8, dv = 6, H = 2;
+  std::mt19937_64 rng(5);
+  for (float spread : {1.f, 20.f, 60.f}) {
+    auto q = randn(H * T * dk, 11, 1.f), k = randn(H * T * dk, 12, 2.f),
+         lv = randn(H * T * dv, 13, spread);
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T; ++t) {
+        float* row = lv.data() + (h * T + t) * dv;
+        row[0] = 0.5f * static_cast<float>(t);  // a maximum that grows at every token
+        if (t < 25) row[1] = -INFINITY;         // -inf first, finite later
+        if (t % 7 == 3) row[2] = -INFINITY;
+      }
+    std::vector<SoftmaxCache> caches(H);
+    std::vector<float> y(H * T * dv);
+    for (int64_t t0 = 0; t0 < T;) {
+      const int64_t n = std::min<int64_t>(T - t0, 1 + static_cast<int64_t>(rng() % 9));
+      std::vector<float> qp(H * n * dk), kp(H * n * dk), lp(H * n * dv), yp(H * n * dv);
+      for (int64_t h = 0; h < H; ++h) {
+        std::copy_n(q.begin() + (h * T + t0) * dk, n * dk, qp.begin() + h * n * dk);
+        std::copy_n(k.begin() + (h * T + t0) * dk, n * dk, kp.begin() + h * n * dk);
+        std::copy_n(lv.begin() + (h * T + t0) * dv, n * dv, lp.begin() + h * n * dv);
+      }
+      softmax_attention_extend(1, H, n, dk, dv, qp.data(), kp.data(), lp.data(), yp.data(),
+                               caches.data());
+      for (int64_t h = 0; h < H; ++h)
+        std::copy_n(yp.begin() + h * n * dv, n * dv, y.begin() + (h * T + t0) * dv);
+      t0 += n;
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      auto cut = [&](const std::vector<float>& x, int64_t d) {
+        return std::vector<double>(x.begin() + h * T * d, x.begin() + (h + 1) * T * d);
+      };
+      const auto ref = oracle(T, dk, dv, cut(q, dk), cut(k, dk), cut(lv, dv));
+      for (int64_t i = 0; i < T * dv; ++i) {
+        if (ref[i] == -INFINITY) {
+          ASSERT_EQ(y[h * T * dv + i], -INFINITY) << "head " << h << " " << i;
+          continue;
+        }
+        ASSERT_NEAR(y[h * T * dv + i], ref[i], 1e-4 * std::max(1.0, std::abs(ref[i])))
+            << "spread " << spread << " head " << h << " token " << i / dv << " column " << i % dv;
+      }
+    }
+    EXPECT_EQ(caches[0].n, T);
   }
 }
 
