@@ -26,34 +26,40 @@ void permute_heads(int64_t B, int64_t T, int64_t H, int64_t dk, int64_t dv, floa
     else
       std::copy(head_side, head_side + n, token_side);
   };
-#pragma omp parallel for collapse(2) schedule(static) if (parallel_worth_it(B * T * H * w))
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t t = 0; t < T; ++t) {
-        float* tok = proj + ((b * T + t) * H + h) * w;
-        const int64_t r = (b * H + h) * T + t;
-        move(tok, q + r * dk, dk);
-        move(tok + dk, k + r * dk, dk);
-        move(tok + 2 * dk, lv + r * dv, dv);
-      }
+  parallel_for(B * H, B * T * H * w, [&](int64_t bh) {
+    const int64_t b = bh / H, h = bh % H;
+    for (int64_t t = 0; t < T; ++t) {
+      float* tok = proj + ((b * T + t) * H + h) * w;
+      const int64_t r = bh * T + t;
+      move(tok, q + r * dk, dk);
+      move(tok + dk, k + r * dk, dk);
+      move(tok + 2 * dk, lv + r * dv, dv);
+    }
+  });
 }
 
 // [B, H, T, dv] <-> [B, T, H * dv].
 void heads_to_tokens(int64_t B, int64_t T, int64_t H, int64_t dv, const float* in, float* out,
                      bool inverse) {
-#pragma omp parallel for collapse(2) schedule(static) if (parallel_worth_it(B * T * H * dv))
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t t = 0; t < T; ++t) {
-        const int64_t hr = ((b * H + h) * T + t) * dv, tr = ((b * T + t) * H + h) * dv;
-        if (inverse)
-          std::copy(in + tr, in + tr + dv, out + hr);
-        else
-          std::copy(in + hr, in + hr + dv, out + tr);
-      }
+  parallel_for(B * H, B * T * H * dv, [&](int64_t bh) {
+    const int64_t b = bh / H, h = bh % H;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t hr = (bh * T + t) * dv, tr = ((b * T + t) * H + h) * dv;
+      if (inverse)
+        std::copy(in + tr, in + tr + dv, out + hr);
+      else
+        std::copy(in + hr, in + hr + dv, out + tr);
+    }
+  });
 }
 
+// Buffers follow the shape down as well as up: after a long prompt's chunks, one-token
+// steps should not keep the chunks' activations resident.
 void resize(std::vector<float>& v, int64_t n) {
+  if (static_cast<size_t>(n) < v.capacity() / 2) {
+    std::vector<float>(static_cast<size_t>(n)).swap(v);
+    return;
+  }
   v.resize(static_cast<size_t>(n));
 }
 
@@ -81,7 +87,6 @@ void Model::ensure_shape(int64_t B, int64_t T) {
     resize(l.q, N * H * dk), resize(l.k, N * H * dk), resize(l.lv, N * A);
     resize(l.logy, N * A), resize(l.log_d, N * H), resize(l.a, N * A);
     resize(l.g, N * 2 * E), resize(l.glu, N * E);
-    if (softmax_) resize(l.p, B * H * T * T);
   }
   resize(emb_, N * E), resize(ul_, N * 2 * E), resize(h_, N * E), resize(x_last_, N * E);
   resize(xf_, N * E), resize(meanf_, N), resize(rstdf_, N), resize(logits_, N * cfg_.vocab);
@@ -148,10 +153,10 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
   const float* W = w_.data();
 
   // Embedding and EmbedPosition: x0 = emb + h, h the log-space recurrence from h_{-1} = 0.
-#pragma omp parallel for schedule(static) if (parallel_worth_it(N * E))
-  for (int64_t i = 0; i < N; ++i)
+  parallel_for(N, N * E, [&](int64_t i) {
     std::copy(W + layout_.embed + tokens[i] * E, W + layout_.embed + (tokens[i] + 1) * E,
               emb_.data() + i * E);
+  });
   ops::linear_forward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, W + layout_.pos_b, ul_.data());
   ops::log_recurrence_forward(B, T, E, ul_.data(), state ? state->h.data() : nullptr, h_.data());
   if (state)
@@ -173,6 +178,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                            a.rstd.data());
     ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data());
     permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
+    if (softmax_ && !state) resize(a.p, B * H * T * T);  // the twin's weights, for the backward
     if (softmax_ && state)  // forward_with_state: through the key/value cache
       ops::softmax_attention_extend(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
                                     a.logy.data(), state->caches.data() + l * B * H);
@@ -261,10 +267,11 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
                        G + layout_.pos_w, G + layout_.pos_b, true);
   // Embedding rows: columns in parallel, tokens in order (deterministic).
   float* ge = G + layout_.embed;
-#pragma omp parallel for schedule(static) if (parallel_worth_it(N * E))
-  for (int64_t j0 = 0; j0 < E; j0 += 16)
+  parallel_for((E + 15) / 16, N * E, [&](int64_t blk) {
+    const int64_t j0 = blk * 16;
     for (int64_t i = 0; i < N; ++i)
       for (int64_t j = j0; j < std::min(j0 + 16, E); ++j) ge[tokens[i] * E + j] += dx_[i * E + j];
+  });
 }
 
 }  // namespace logattn::model

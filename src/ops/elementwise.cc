@@ -28,23 +28,22 @@ void column_sums(int64_t n, int64_t d, const float* x, float* sums) {
   // Blocks of columns in parallel, rows in order inside a block: contiguous reads, and the
   // same bits for any thread count.
   constexpr int64_t kBlock = 64;
-#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
-  for (int64_t j0 = 0; j0 < d; j0 += kBlock) {
-    const int64_t j1 = std::min(d, j0 + kBlock);
+  parallel_for((d + kBlock - 1) / kBlock, n * d, [&](int64_t blk) {
+    const int64_t j0 = blk * kBlock, j1 = std::min(d, j0 + kBlock);
     float acc[kBlock] = {};
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = j0; j < j1; ++j) acc[j - j0] += x[i * d + j];
     for (int64_t j = j0; j < j1; ++j) sums[j] += acc[j - j0];
-  }
+  });
 }
 
 void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const float* w,
                     const float* b, float* y) {
   gemm(false, true, n, out, in, 1.f, x, in, w, in, 0.f, y, out);
   if (!b) return;
-#pragma omp parallel for schedule(static) if (parallel_worth_it(n * out))
-  for (int64_t i = 0; i < n; ++i)
+  parallel_for(n, n * out, [&](int64_t i) {
     for (int64_t j = 0; j < out; ++j) y[i * out + j] += b[j];
+  });
 }
 
 void linear_backward(int64_t n, int64_t in, int64_t out, const float* x, const float* w,
@@ -55,26 +54,25 @@ void linear_backward(int64_t n, int64_t in, int64_t out, const float* x, const f
 }
 
 void glu_forward(int64_t n, int64_t d, const float* g, float* y) {
-#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
-  for (int64_t i = 0; i < n; ++i)
+  parallel_for(n, n * d, [&](int64_t i) {
     for (int64_t j = 0; j < d; ++j) y[i * d + j] = g[i * 2 * d + j] * sigmoid(g[i * 2 * d + d + j]);
+  });
 }
 
 void glu_backward(int64_t n, int64_t d, const float* g, const float* dy, float* dg) {
-#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
-  for (int64_t i = 0; i < n; ++i)
+  parallel_for(n, n * d, [&](int64_t i) {
     for (int64_t j = 0; j < d; ++j) {
       const float a = g[i * 2 * d + j], s = sigmoid(g[i * 2 * d + d + j]), gy = dy[i * d + j];
       dg[i * 2 * d + j] = gy * s;
       dg[i * 2 * d + d + j] = gy * a * s * (1.f - s);
     }
+  });
 }
 
 double cross_entropy(int64_t n, int64_t v, const float* logits, const int32_t* targets,
                      float* dlogits, float scale) {
   std::vector<double> row_loss(n);
-#pragma omp parallel for schedule(static) if (parallel_worth_it(n * v))
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(n, n * v, [&](int64_t i) {
     const float* li = logits + i * v;
     float mx = -INFINITY;
     for (int64_t j = 0; j < v; ++j) mx = std::max(mx, li[j]);
@@ -88,7 +86,7 @@ double cross_entropy(int64_t n, int64_t v, const float* logits, const int32_t* t
         di[j] = static_cast<float>(std::exp(double(li[j]) - lse)) * scale;
       di[targets[i]] -= scale;
     }
-  }
+  });
   double total = 0.0;  // in order: the same bits for any thread count
   for (double l : row_loss) total += l;
   return total / static_cast<double>(n);
@@ -96,40 +94,38 @@ double cross_entropy(int64_t n, int64_t v, const float* logits, const int32_t* t
 
 void log_recurrence_forward(int64_t batch, int64_t n, int64_t d, const float* ul, const float* h0,
                             float* h) {
-#pragma omp parallel for collapse(2) schedule(static) if (parallel_worth_it(batch * n * d))
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t j = 0; j < d; ++j) {
-      float prev = h0 ? h0[b * d + j] : 0.f;
-      for (int64_t t = 0; t < n; ++t) {
-        const float* row = ul + (b * n + t) * 2 * d;
-        prev = log_add_exp(log_sigmoid(row[j]) + prev, row[d + j]);
-        h[(b * n + t) * d + j] = prev;
-      }
+  parallel_for(batch * d, batch * n * d, [&](int64_t bj) {
+    const int64_t b = bj / d, j = bj % d;
+    float prev = h0 ? h0[b * d + j] : 0.f;
+    for (int64_t t = 0; t < n; ++t) {
+      const float* row = ul + (b * n + t) * 2 * d;
+      prev = log_add_exp(log_sigmoid(row[j]) + prev, row[d + j]);
+      h[(b * n + t) * d + j] = prev;
     }
+  });
 }
 
 void log_recurrence_backward(int64_t batch, int64_t n, int64_t d, const float* ul, const float* h0,
                              const float* h, const float* dh, float* dul) {
   // With h_t = log(a_t e^{h_{t-1}} + e^{l_t}): dh_t/dh_{t-1} = dh_t/d(log a_t) =
   // exp(log a_t + h_{t-1} - h_t), dh_t/dl_t = exp(l_t - h_t); d(log a)/du = sigmoid(-u).
-#pragma omp parallel for collapse(2) schedule(static) if (parallel_worth_it(batch * n * d))
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t j = 0; j < d; ++j) {
-      float carry = 0.f;  // dL/dh_t through later tokens
-      for (int64_t t = n - 1; t >= 0; --t) {
-        const int64_t i = b * n + t;
-        const float* row = ul + i * 2 * d;
-        const float prev = t > 0 ? h[(i - 1) * d + j] : (h0 ? h0[b * d + j] : 0.f);
-        const float ht = h[i * d + j];
-        const float g = dh[i * d + j] + carry;
-        const float u = row[j];
-        const float alpha = std::exp(log_sigmoid(u) + prev - ht);
-        const float beta = std::exp(row[d + j] - ht);
-        dul[i * 2 * d + j] = g * alpha * sigmoid(-u);
-        dul[i * 2 * d + d + j] = g * beta;
-        carry = g * alpha;
-      }
+  parallel_for(batch * d, batch * n * d, [&](int64_t bj) {
+    const int64_t b = bj / d, j = bj % d;
+    float carry = 0.f;  // dL/dh_t through later tokens
+    for (int64_t t = n - 1; t >= 0; --t) {
+      const int64_t i = b * n + t;
+      const float* row = ul + i * 2 * d;
+      const float prev = t > 0 ? h[(i - 1) * d + j] : (h0 ? h0[b * d + j] : 0.f);
+      const float ht = h[i * d + j];
+      const float g = dh[i * d + j] + carry;
+      const float u = row[j];
+      const float alpha = std::exp(log_sigmoid(u) + prev - ht);
+      const float beta = std::exp(row[d + j] - ht);
+      dul[i * 2 * d + j] = g * alpha * sigmoid(-u);
+      dul[i * 2 * d + d + j] = g * beta;
+      carry = g * alpha;
     }
+  });
 }
 
 }  // namespace logattn::ops

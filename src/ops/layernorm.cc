@@ -9,8 +9,7 @@ namespace logattn::ops {
 
 void layernorm_forward(int64_t n, int64_t d, const float* x, const float* w, const float* b,
                        float* y, float* mean, float* rstd) {
-#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(n, n * d, [&](int64_t i) {
     const float* xi = x + i * d;
     double s = 0.0;  // per-row statistics in double: cheap, and no cancellation in the variance
     for (int64_t j = 0; j < d; ++j) s += xi[j];
@@ -23,14 +22,13 @@ void layernorm_forward(int64_t n, int64_t d, const float* x, const float* w, con
     for (int64_t j = 0; j < d; ++j) yi[j] = (xi[j] - m) * r * w[j] + b[j];
     mean[i] = m;
     rstd[i] = r;
-  }
+  });
 }
 
 void layernorm_backward(int64_t n, int64_t d, const float* x, const float* w, const float* mean,
                         const float* rstd, const float* dy, float* dx, float* dw, float* db,
                         bool accumulate) {
-#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(n, n * d, [&](int64_t i) {
     const float* xi = x + i * d;
     const float* gi = dy + i * d;
     float* dxi = dx + i * d;
@@ -48,13 +46,12 @@ void layernorm_backward(int64_t n, int64_t d, const float* x, const float* w, co
       const float v = r * (gi[j] * w[j] - s1 - xhat * s2);
       dxi[j] = accumulate ? dxi[j] + v : v;
     }
-  }
+  });
   // Parameter gradients: blocks of columns in parallel, rows in order (contiguous reads,
   // the same bits for any thread count).
   constexpr int64_t kBlock = 64;
-#pragma omp parallel for schedule(static) if (parallel_worth_it(n * d))
-  for (int64_t j0 = 0; j0 < d; j0 += kBlock) {
-    const int64_t j1 = std::min(d, j0 + kBlock);
+  parallel_for((d + kBlock - 1) / kBlock, n * d, [&](int64_t blk) {
+    const int64_t j0 = blk * kBlock, j1 = std::min(d, j0 + kBlock);
     float sw[kBlock] = {}, sb[kBlock] = {};
     for (int64_t i = 0; i < n; ++i) {
       const float m = mean[i], r = rstd[i];
@@ -68,7 +65,7 @@ void layernorm_backward(int64_t n, int64_t d, const float* x, const float* w, co
       dw[j] += sw[j - j0];
       db[j] += sb[j - j0];
     }
-  }
+  });
 }
 
 }  // namespace logattn::ops

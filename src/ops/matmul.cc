@@ -44,7 +44,7 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
       slice(0, n);
       return;
     }
-#pragma omp parallel num_threads(static_cast<int>(threads))
+#pragma omp parallel num_threads(static_cast <int>(threads))
     {
       const int64_t t = omp_get_thread_num();
       // Slices of 16 outputs: whole vectors for the kernels.

@@ -192,12 +192,11 @@ void softmax_attention_extend(int64_t B, int64_t H, int64_t T, int64_t dk, int64
                               SoftmaxCache* caches) {
   const float scale = 1.f / std::sqrt(static_cast<float>(dk));
   const int64_t n = caches[0].n + T;
-#pragma omp parallel for schedule(static) if (parallel_worth_it(B * H * T * n * (dk + dv)))
-  for (int64_t bh = 0; bh < B * H; ++bh) {
+  parallel_for(B * H, B * H * T * n * (dk + dv), [&](int64_t bh) {
     thread_local std::vector<float> s;
     extend_head(T, dk, dv, scale, q + bh * T * dk, k + bh * T * dk, lv + bh * T * dv,
                 logy + bh * T * dv, caches[bh], s);
-  }
+  });
 }
 
 }  // namespace logattn::ops
