@@ -2,8 +2,9 @@
 """Generation, side by side in one run: `logattn generate` against the reference's way of
 generating in PyTorch (one token at a time, carrying every layer's log-space state H_S, H_Z
 and EmbedPosition's last h between calls, as its `using_prev_context=True` does), same model
-(`small` preset, random weights written as a logattn checkpoint), same prompt, greedy, 2
-threads. Also reports how many greedy tokens the two agree on.
+(`small` preset, random weights written as a logattn checkpoint), same prompt, greedy;
+PyTorch on 1 and on 2 threads, the faster of the two being the baseline; logattn on both
+cores. Also reports how many greedy tokens the two agree on.
 
 Run:  PYTHONPATH=build/python /usr/bin/python3 bench/compare_generation.py [--tokens 256]
 """
@@ -20,7 +21,6 @@ import torch.nn.functional as F
 
 from logattn.torch_model import GenerativeLanguageModel, save_checkpoint
 
-torch.set_num_threads(2)
 SMALL = {"vocab": 256, "d_emb": 256, "n_layers": 4, "n_heads": 8, "d_key": 32, "d_val": 32,
          "context": 256}
 
@@ -79,24 +79,32 @@ def main():
                            capture_output=True, text=True, check=True)
     ours_s = json.loads(bench.stdout)[0]["ms_per_token"] / 1e3
 
-    gen = ReferenceGenerator(model)
-    for ch in prompt.encode()[:-1]:
-        gen.step(ch)
-    logits = gen.step(prompt.encode()[-1])
-    ref = []
-    t0 = time.perf_counter()
-    for _ in range(a.tokens):
-        tok = int(logits.argmax())
-        ref.append(tok)
-        logits = gen.step(tok)
-    ref_s = (time.perf_counter() - t0) / a.tokens
+    # PyTorch on 1 and on 2 threads; the faster is the baseline.
+    times = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        gen = ReferenceGenerator(model)
+        for ch in prompt.encode()[:-1]:
+            gen.step(ch)
+        logits = gen.step(prompt.encode()[-1])
+        ref = []
+        t0 = time.perf_counter()
+        for _ in range(a.tokens):
+            tok = int(logits.argmax())
+            ref.append(tok)
+            logits = gen.step(tok)
+        times[threads] = (time.perf_counter() - t0) / a.tokens
+    best = min(times, key=times.get)
+    ref_s = times[best]
     agree = next((i for i, (x, y) in enumerate(zip(ours, ref)) if x != y), len(ref))
-    print(f"small preset, prompt {a.prompt_tokens} tokens, {a.tokens} greedy tokens, 2 threads")
-    print(f"  logattn generate:          {ours_s * 1e3:8.3f} ms/token ({1 / ours_s:8.0f} tokens/s; "
+    print(f"small preset, prompt {a.prompt_tokens} tokens, {a.tokens} greedy tokens")
+    print(f"  logattn generate:                        {ours_s * 1e3:8.3f} ms/token ({1 / ours_s:8.0f} tokens/s; "
           "logattn bench generate)")
-    print(f"  PyTorch reference method:  {ref_s * 1e3:8.3f} ms/token ({1 / ref_s:8.0f} tokens/s)")
-    print(f"  logattn: {ref_s / ours_s:.1f}x the tokens/s; greedy tokens identical for the first "
-          f"{agree} of {a.tokens}")
+    for threads, t in times.items():
+        print(f"  PyTorch reference method, {threads} thread(s): {t * 1e3:8.3f} ms/token "
+              f"({1 / t:8.0f} tokens/s)")
+    print(f"  logattn: {ref_s / ours_s:.1f}x the tokens/s of PyTorch's faster setting ({best} "
+          f"thread(s)); greedy tokens identical for the first {agree} of {a.tokens}")
     return 0
 
 

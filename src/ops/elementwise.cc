@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ops/matmul.h"
+#include "simd/vexp.h"
 #include "threading/parallel.h"
 
 namespace logattn::ops {
@@ -16,11 +17,6 @@ float sigmoid(float x) {
 // log(sigmoid(x)) without overflow: -softplus(-x).
 float log_sigmoid(float x) {
   return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x));
-}
-float log_add_exp(float a, float b) {
-  const float m = std::max(a, b);
-  if (m == -INFINITY) return m;
-  return m + std::log1p(std::exp(-std::abs(a - b)));
 }
 }  // namespace
 
@@ -55,7 +51,12 @@ void linear_backward(int64_t n, int64_t in, int64_t out, const float* x, const f
 
 void glu_forward(int64_t n, int64_t d, const float* g, float* y) {
   parallel_for(n, n * d, [&](int64_t i) {
-    for (int64_t j = 0; j < d; ++j) y[i * d + j] = g[i * 2 * d + j] * sigmoid(g[i * 2 * d + d + j]);
+    // y = a sigmoid(b) = a / (1 + exp(-b)), the exps vectorised.
+    float* yi = y + i * d;
+    const float *a = g + i * 2 * d, *b = a + d;
+    for (int64_t j = 0; j < d; ++j) yi[j] = -b[j];
+    simd::exp(yi, yi, d);
+    for (int64_t j = 0; j < d; ++j) yi[j] = a[j] / (1.f + yi[j]);
   });
 }
 
@@ -94,13 +95,33 @@ double cross_entropy(int64_t n, int64_t v, const float* logits, const int32_t* t
 
 void log_recurrence_forward(int64_t batch, int64_t n, int64_t d, const float* ul, const float* h0,
                             float* h) {
-  parallel_for(batch * d, batch * n * d, [&](int64_t bj) {
-    const int64_t b = bj / d, j = bj % d;
-    float prev = h0 ? h0[b * d + j] : 0.f;
+  // Blocks of columns in parallel, tokens in order inside a block, vector math across the
+  // block's columns (a one-token step is 2 d exps and logs: scalar libm calls cost more than
+  // the rest of the recurrence).
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (d + kBlock - 1) / kBlock;
+  parallel_for(batch * blocks, batch * n * d, [&](int64_t bb) {
+    const int64_t b = bb / blocks, j0 = bb % blocks * kBlock, w = std::min(kBlock, d - j0);
+    float prev[kBlock], x[kBlock], e[kBlock];
+    for (int64_t j = 0; j < w; ++j) prev[j] = h0 ? h0[b * d + j0 + j] : 0.f;
     for (int64_t t = 0; t < n; ++t) {
-      const float* row = ul + (b * n + t) * 2 * d;
-      prev = log_add_exp(log_sigmoid(row[j]) + prev, row[d + j]);
-      h[(b * n + t) * d + j] = prev;
+      const float* u = ul + (b * n + t) * 2 * d + j0;
+      const float* l = u + d;
+      // log sigmoid(u) = min(u, 0) - log1p(exp(-|u|)), then h = logaddexp(that + prev, l).
+      for (int64_t j = 0; j < w; ++j) e[j] = -std::abs(u[j]);
+      simd::exp(e, e, w);
+      simd::log1p(e, e, w);
+      for (int64_t j = 0; j < w; ++j) {
+        x[j] = std::min(u[j], 0.f) - e[j] + prev[j];
+        e[j] = -std::abs(x[j] - l[j]);
+      }
+      simd::exp(e, e, w);
+      simd::log1p(e, e, w);
+      float* ht = h + (b * n + t) * d + j0;
+      for (int64_t j = 0; j < w; ++j) {
+        const float m = std::max(x[j], l[j]);
+        prev[j] = ht[j] = m == -INFINITY ? m : m + e[j];
+      }
     }
   });
 }

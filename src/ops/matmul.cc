@@ -4,14 +4,50 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "logattn/error.h"
+#include "threading/partner.h"
 
 namespace logattn::ops {
 
 namespace {
-// Elements of b per thread below which a matrix-vector product stays on one thread.
-constexpr int64_t kGemvPerThread = 32768;
+
+// Elements of b from which a one-row product is split between two threads.
+constexpr int64_t kGemvSplit = 65536;
+
+// c[j] = alpha * dot(b[j, :], x) + beta * c[j] for j < n; b: [n, k] with row stride ldb.
+// Four rows at a time: four independent vector accumulators, so that the FMAs' latency
+// does not bound a loop that should be bound by streaming b. Each row's sum does not depend
+// on how the rows are split, so results do not depend on the thread count. (OpenBLAS's
+// sgemv would start OpenMP threads of its own from the partner thread.)
+void gemv_rows(int64_t n, int64_t k, float alpha, const float* b, int64_t ldb, const float* x,
+               float beta, float* c) {
+  auto finish = [&](int64_t j, float acc) {
+    c[j] = beta == 0.f ? alpha * acc : alpha * acc + beta * c[j];
+  };
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float *r0 = b + j * ldb, *r1 = r0 + ldb, *r2 = r1 + ldb, *r3 = r2 + ldb;
+    float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+    for (int64_t i = 0; i < k; ++i) {
+      a0 += r0[i] * x[i];
+      a1 += r1[i] * x[i];
+      a2 += r2[i] * x[i];
+      a3 += r3[i] * x[i];
+    }
+    finish(j, a0), finish(j + 1, a1), finish(j + 2, a2), finish(j + 3, a3);
+  }
+  for (; j < n; ++j) {
+    const float* r = b + j * ldb;
+    float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < k; ++i) acc += r[i] * x[i];
+    finish(j, acc);
+  }
+}
+
 }  // namespace
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -24,34 +60,38 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
     return;
   }
-  if (m == 1) {
-    // One row (generation): a matrix-vector product streams b once, where sgemm would first
-    // pack it. The outputs are split between threads in one parallel region (each slice a
-    // single-threaded sgemv): streaming b from cache is the whole cost, and both cores'
-    // bandwidth halves it.
-    const int inc_a = ta ? static_cast<int>(lda) : 1;
-    auto slice = [&](int64_t j0, int64_t j1) {
-      if (tb)  // c[1, n] = a . b^T with b [n, k]
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(j1 - j0), static_cast<int>(k),
-                    alpha, b + j0 * ldb, static_cast<int>(ldb), a, inc_a, beta, c + j0, 1);
-      else  // c[1, n] = a . b with b [k, n]
-        cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(k), static_cast<int>(j1 - j0),
-                    alpha, b + j0, static_cast<int>(ldb), a, inc_a, beta, c + j0, 1);
-    };
-    const int64_t threads =
-        omp_in_parallel() ? 1 : std::min<int64_t>(omp_get_max_threads(), n * k / kGemvPerThread);
-    if (threads < 2) {
-      slice(0, n);
+  if (m == 1 && tb && partner_available()) {
+    // One row against b [n, k] (a generation step): the outputs are split between this
+    // thread and its partner (threading/partner.h), each half through gemv_rows; small
+    // products stay on this thread. Not OpenBLAS's sgemv here: it would start OpenMP threads,
+    // which would fight the spinning partner for the cores.
+    const float* x = a;
+    thread_local std::vector<float> xs;
+    if (ta && lda != 1) {
+      xs.resize(static_cast<size_t>(k));
+      for (int64_t i = 0; i < k; ++i) xs[i] = a[i * lda];
+      x = xs.data();
+    }
+    if (n * k < kGemvSplit) {
+      gemv_rows(n, k, alpha, b, ldb, x, beta, c);
       return;
     }
-#pragma omp parallel num_threads(static_cast <int>(threads))
-    {
-      const int64_t t = omp_get_thread_num();
-      // Slices of 16 outputs: whole vectors for the kernels.
-      const int64_t j0 = std::min(n, (n * t / threads + 15) / 16 * 16);
-      const int64_t j1 = t + 1 == threads ? n : std::min(n, (n * (t + 1) / threads + 15) / 16 * 16);
-      if (j1 > j0) slice(j0, j1);
-    }
+    const int64_t mid = std::min(n, (n / 2 + 15) / 16 * 16);
+    run_on_two_threads([&](int half) {
+      const int64_t j0 = half ? mid : 0, j1 = half ? n : mid;
+      gemv_rows(j1 - j0, k, alpha, b + j0 * ldb, ldb, x, beta, c + j0);
+    });
+    return;
+  }
+  if (m == 1) {
+    // One row: a matrix-vector product streams b once, where sgemm would first pack it.
+    const int inc_a = ta ? static_cast<int>(lda) : 1;
+    if (tb)  // c[1, n] = a . b^T with b [n, k]
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(k), alpha, b,
+                  static_cast<int>(ldb), a, inc_a, beta, c, 1);
+    else  // c[1, n] = a . b with b [k, n]
+      cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(k), static_cast<int>(n), alpha, b,
+                  static_cast<int>(ldb), a, inc_a, beta, c, 1);
     return;
   }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,

@@ -31,6 +31,12 @@ inline Vec vsub(Vec a, Vec b) {
 inline Vec vexp(Vec a) {
   return Sleef_expf16_u10avx512f(a);
 }
+inline Vec vlog1p(Vec a) {
+  return Sleef_log1pf16_u10avx512f(a);
+}
+inline Vec vlog(Vec a) {
+  return Sleef_logf16_u10avx512f(a);
+}
 #elif defined(__AVX2__)
 constexpr int kLanes = 8;
 using Vec = __m256;
@@ -49,30 +55,41 @@ inline Vec vsub(Vec a, Vec b) {
 inline Vec vexp(Vec a) {
   return Sleef_expf8_u10avx2(a);
 }
+inline Vec vlog1p(Vec a) {
+  return Sleef_log1pf8_u10avx2(a);
+}
+inline Vec vlog(Vec a) {
+  return Sleef_logf8_u10avx2(a);
+}
 #endif
 
-enum class Op { kNone, kAdd, kSub };
+enum class Op { kNone, kAdd, kSub, kLog1p, kLog };
 
 template <Op op>
 void apply(const float* x, const float* b, float* y, int64_t n) {
 #if defined(__AVX512F__) || defined(__AVX2__)
+  auto finish = [](Vec v) {
+    if constexpr (op == Op::kLog1p) return vlog1p(v);
+    if constexpr (op == Op::kLog) return vlog(v);
+    if constexpr (op != Op::kLog1p && op != Op::kLog) return vexp(v);
+  };
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     Vec v = load(x + i);
     if constexpr (op == Op::kAdd) v = vadd(v, load(b + i));
     if constexpr (op == Op::kSub) v = vsub(v, load(b + i));
-    store(y + i, vexp(v));
+    store(y + i, finish(v));
   }
   if (i < n) {
     alignas(64) float xs[kLanes] = {}, bs[kLanes] = {}, ys[kLanes];
     for (int64_t j = i; j < n; ++j) {
       xs[j - i] = x[j];
-      if constexpr (op != Op::kNone) bs[j - i] = b[j];
+      if constexpr (op == Op::kAdd || op == Op::kSub) bs[j - i] = b[j];
     }
     Vec v = load(xs);
     if constexpr (op == Op::kAdd) v = vadd(v, load(bs));
     if constexpr (op == Op::kSub) v = vsub(v, load(bs));
-    store(ys, vexp(v));
+    store(ys, finish(v));
     for (int64_t j = i; j < n; ++j) y[j] = ys[j - i];
   }
 #else
@@ -80,7 +97,7 @@ void apply(const float* x, const float* b, float* y, int64_t n) {
     float v = x[i];
     if constexpr (op == Op::kAdd) v += b[i];
     if constexpr (op == Op::kSub) v -= b[i];
-    y[i] = std::exp(v);
+    y[i] = op == Op::kLog1p ? std::log1p(v) : op == Op::kLog ? std::log(v) : std::exp(v);
   }
 #endif
 }
@@ -95,6 +112,12 @@ void exp_add(const float* x, const float* b, float* y, int64_t n) {
 }
 void exp_sub(const float* x, const float* b, float* y, int64_t n) {
   apply<Op::kSub>(x, b, y, n);
+}
+void log1p(const float* x, float* y, int64_t n) {
+  apply<Op::kLog1p>(x, nullptr, y, n);
+}
+void log(const float* x, float* y, int64_t n) {
+  apply<Op::kLog>(x, nullptr, y, n);
 }
 
 const char* exp_isa() {

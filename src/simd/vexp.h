@@ -1,5 +1,5 @@
-// Vector exp over arrays, through SLEEF (1-ulp exp; exp(-inf) = 0; denormals kept, which
-// the attention's underflow analysis relies on: never build with -ffast-math).
+// Vector exp (and log1p) over arrays, through SLEEF (1-ulp exp; exp(-inf) = 0; denormals kept,
+// which the attention's underflow analysis relies on: never build with -ffast-math).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,10 @@ void exp_add(const float* x, const float* b, float* y, int64_t n);
 
 // y[i] = exp(x[i] - b[i]) for i < n.
 void exp_sub(const float* x, const float* b, float* y, int64_t n);
+
+// y[i] = log(1 + x[i]) and y[i] = log(x[i]) for i < n (SLEEF, 1 ulp).
+void log1p(const float* x, float* y, int64_t n);
+void log(const float* x, float* y, int64_t n);
 
 // Which implementation this build uses ("avx512f", "avx2", "scalar").
 const char* exp_isa();

@@ -241,14 +241,10 @@ void step_head(const HeadDims& hd, const float* q, const float* k, const float* 
     return;
   }
   bool tiny = false;
-  for (int64_t j = 0; j < dv; ++j) {
-    if (st.c[j] == kNegInf) {
-      y[j] = kNegInf;
-      continue;
-    }
-    tiny |= !(y[j] >= kTinyRatio * den);
-    y[j] = st.c[j] + std::log(y[j]) - std::log(den);
-  }
+  for (int64_t j = 0; j < dv; ++j) tiny |= st.c[j] != kNegInf && !(y[j] >= kTinyRatio * den);
+  simd::log(y, y, dv);
+  const float log_den = std::log(den);
+  for (int64_t j = 0; j < dv; ++j) y[j] = st.c[j] == kNegInf ? kNegInf : st.c[j] + y[j] - log_den;
   if (tiny) {
     std::vector<double> dbl;
     exact_log_row(hd, q, 0, nullptr, nullptr, st, y, dbl);
