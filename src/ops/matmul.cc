@@ -48,6 +48,21 @@ void gemv_rows(int64_t n, int64_t k, float alpha, const float* b, int64_t ldb, c
   }
 }
 
+// c[j] = alpha * sum_i x[i] b[i, j] + beta * c[j] for j < n; b: [k, n] with row stride ldb.
+void gemv_cols(int64_t n, int64_t k, float alpha, const float* b, int64_t ldb, const float* x,
+               float beta, float* c) {
+  thread_local std::vector<float> acc;
+  acc.assign(static_cast<size_t>(n), 0.f);
+  float* __restrict s = acc.data();
+  for (int64_t i = 0; i < k; ++i) {
+    const float xi = x[i];
+    const float* __restrict r = b + i * ldb;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) s[j] += xi * r[j];
+  }
+  for (int64_t j = 0; j < n; ++j) c[j] = beta == 0.f ? alpha * s[j] : alpha * s[j] + beta * c[j];
+}
+
 }  // namespace
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -60,17 +75,21 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
     return;
   }
-  if (m == 1 && tb && partner_available()) {
-    // One row against b [n, k] (a generation step): the outputs are split between this
-    // thread and its partner (threading/partner.h), each half through gemv_rows; small
-    // products stay on this thread. Not OpenBLAS's sgemv here: it would start OpenMP threads,
-    // which would fight the spinning partner for the cores.
+  if (m == 1 && partner_available()) {
+    // One row (a generation step) while the partner thread may be spinning: not OpenBLAS's
+    // sgemv, which would start OpenMP threads that fight the partner for the cores (or, from
+    // the partner thread itself, a team of its own). Against b [n, k], large products split
+    // the outputs with the partner (threading/partner.h).
     const float* x = a;
     thread_local std::vector<float> xs;
     if (ta && lda != 1) {
       xs.resize(static_cast<size_t>(k));
       for (int64_t i = 0; i < k; ++i) xs[i] = a[i * lda];
       x = xs.data();
+    }
+    if (!tb) {
+      gemv_cols(n, k, alpha, b, ldb, x, beta, c);
+      return;
     }
     if (n * k < kGemvSplit) {
       gemv_rows(n, k, alpha, b, ldb, x, beta, c);

@@ -8,6 +8,7 @@
 #include "ops/matmul.h"
 #include "simd/vexp.h"
 #include "threading/parallel.h"
+#include "threading/partner.h"
 
 namespace logattn::ops {
 
@@ -192,11 +193,20 @@ void softmax_attention_extend(int64_t B, int64_t H, int64_t T, int64_t dk, int64
                               SoftmaxCache* caches) {
   const float scale = 1.f / std::sqrt(static_cast<float>(dk));
   const int64_t n = caches[0].n + T;
-  parallel_for(B * H, B * H * T * n * (dk + dv), [&](int64_t bh) {
+  auto head = [&](int64_t bh) {
     thread_local std::vector<float> s;
     extend_head(T, dk, dv, scale, q + bh * T * dk, k + bh * T * dk, lv + bh * T * dv,
                 logy + bh * T * dv, caches[bh], s);
-  });
+  };
+  if (T == 1 && B * H > 1 && partner_available()) {
+    // A generation step: heads split with the partner thread that the step's matrix-vector
+    // products use (an OpenMP region would wait for the core it spins on).
+    run_on_two_threads([&](int half) {
+      for (int64_t bh = half ? B * H / 2 : 0; bh < (half ? B * H : B * H / 2); ++bh) head(bh);
+    });
+    return;
+  }
+  parallel_for(B * H, B * H * T * n * (dk + dv), head);
 }
 
 }  // namespace logattn::ops
