@@ -13,8 +13,9 @@ namespace logattn::ops {
 
 namespace {
 
-// Elements of b from which a one-row product is split between two threads.
+// Elements of b from which a one-row product is split between two threads, and per block.
 constexpr int64_t kGemvSplit = 65536;
+constexpr int64_t kGemvBlock = 32768;
 
 // c[j] = alpha * dot(b[j, :], x) + beta * c[j] for j < n; b: [n, k] with row stride ldb.
 // Four rows at a time: four independent vector accumulators, so that the FMAs' latency
@@ -95,9 +96,10 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
       gemv_rows(n, k, alpha, b, ldb, x, beta, c);
       return;
     }
-    const int64_t mid = std::min(n, (n / 2 + 15) / 16 * 16);
-    run_on_two_threads([&](int half) {
-      const int64_t j0 = half ? mid : 0, j1 = half ? n : mid;
+    // Blocks of rows claimed by whichever thread is free (kGemvBlock elements of b each).
+    const int64_t rows = std::max<int64_t>(16, kGemvBlock / k / 16 * 16);
+    run_blocks((n + rows - 1) / rows, [&](int64_t i) {
+      const int64_t j0 = i * rows, j1 = std::min(n, j0 + rows);
       gemv_rows(j1 - j0, k, alpha, b + j0 * ldb, ldb, x, beta, c + j0);
     });
     return;

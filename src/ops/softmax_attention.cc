@@ -201,9 +201,7 @@ void softmax_attention_extend(int64_t B, int64_t H, int64_t T, int64_t dk, int64
   if (T == 1 && B * H > 1 && partner_available()) {
     // A generation step: heads split with the partner thread that the step's matrix-vector
     // products use (an OpenMP region would wait for the core it spins on).
-    run_on_two_threads([&](int half) {
-      for (int64_t bh = half ? B * H / 2 : 0; bh < (half ? B * H : B * H / 2); ++bh) head(bh);
-    });
+    run_blocks(B * H, head);
     return;
   }
   parallel_for(B * H, B * H * T * n * (dk + dv), head);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <new>
 #include <thread>
 
 namespace logattn {
@@ -21,15 +22,20 @@ inline void spin_wait() {
   asm volatile("" ::: "memory");
 }
 
+constexpr uint64_t kLow = 0xffffffffu;
+
 class Partner {
  public:
-  // Posts task; false if another caller holds the partner.
-  bool try_run(const std::function<void(int)>& task) {
+  // Runs the blocks with the partner; false if another caller holds it.
+  bool try_run(int64_t n, const std::function<void(int64_t)>& block) {
     bool expected = false;
     if (!busy_.compare_exchange_strong(expected, true, std::memory_order_acquire)) return false;
     start();
-    task_ = &task;
     const uint64_t ticket = ++ticket_;
+    block_ = &block;
+    blocks_ = static_cast<uint64_t>(n);
+    finished_.store(ticket << 32, std::memory_order_relaxed);
+    claim_.store(ticket << 32, std::memory_order_release);
     posted_.store(ticket, std::memory_order_seq_cst);
     // A partner that went to sleep before seeing the ticket needs a wake-up; the lock makes
     // sure it is waiting (or will see the ticket when it checks, under the lock).
@@ -37,8 +43,8 @@ class Partner {
       std::lock_guard<std::mutex> lock(mu_);
       cv_.notify_one();
     }
-    task(0);
-    while (done_.load(std::memory_order_acquire) != ticket) spin_wait();
+    work(ticket);
+    while ((finished_.load(std::memory_order_acquire) & kLow) != blocks_) spin_wait();
     busy_.store(false, std::memory_order_release);
     return true;
   }
@@ -49,13 +55,27 @@ class Partner {
     busy_.store(false);
     sleeping_.store(false);
     posted_.store(0);
-    done_.store(0);
+    claim_.store(0);
+    finished_.store(0);
     ticket_ = 0;
     new (&mu_) std::mutex();
     new (&cv_) std::condition_variable();
   }
 
  private:
+  // Claims and runs blocks of the task `ticket` until none is left (or a newer task is
+  // posted, for a partner that arrives late). A claimed block keeps the caller waiting, so
+  // block_ stays valid while it runs.
+  void work(uint64_t ticket) {
+    for (;;) {
+      uint64_t c = claim_.load(std::memory_order_acquire);
+      if ((c >> 32) != ticket || (c & kLow) >= blocks_) return;
+      if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) continue;
+      (*block_)(static_cast<int64_t>(c & kLow));
+      finished_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
   void start() {
     if (started_) return;
     started_ = true;
@@ -63,7 +83,7 @@ class Partner {
   }
 
   void loop() {
-    uint64_t seen = done_.load(std::memory_order_acquire);
+    uint64_t seen = 0;
     for (;;) {
       int spins = 0;
       uint64_t p;
@@ -79,20 +99,21 @@ class Partner {
         spins = 0;
       }
       seen = p;
-      (*task_)(1);
-      done_.store(p, std::memory_order_release);
+      work(p);
     }
   }
 
   // Each on its own cache line: lines written by one thread and polled by the other move
   // between cores, and a neighbour's write would move the line under a spinning reader.
   alignas(64) std::atomic<bool> busy_{false};  // the caller's side only
-  alignas(64) std::atomic<bool> sleeping_{false};
-  alignas(64) std::atomic<uint64_t> posted_{0};  // written by the caller with task_
-  const std::function<void(int)>* task_ = nullptr;
-  alignas(64) std::atomic<uint64_t> done_{0};  // written by the partner
-  uint64_t ticket_ = 0;                        // the caller's copy of posted_
+  uint64_t ticket_ = 0;
   bool started_ = false;
+  alignas(64) std::atomic<bool> sleeping_{false};
+  alignas(64) std::atomic<uint64_t> posted_{0};  // the latest ticket
+  const std::function<void(int64_t)>* block_ = nullptr;
+  uint64_t blocks_ = 0;
+  alignas(64) std::atomic<uint64_t> claim_{0};     // ticket << 32 | next block
+  alignas(64) std::atomic<uint64_t> finished_{0};  // ticket << 32 | blocks done
   std::mutex mu_;
   std::condition_variable cv_;
 };
@@ -113,10 +134,9 @@ bool partner_available() {
   return !omp_in_parallel() && omp_get_max_threads() >= 2;
 }
 
-void run_on_two_threads(const std::function<void(int)>& task) {
-  if (partner_available() && partner().try_run(task)) return;
-  task(0);
-  task(1);
+void run_blocks(int64_t n, const std::function<void(int64_t)>& block) {
+  if (n > 1 && partner_available() && partner().try_run(n, block)) return;
+  for (int64_t i = 0; i < n; ++i) block(i);
 }
 
 }  // namespace logattn
