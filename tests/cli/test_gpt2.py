@@ -82,21 +82,29 @@ class Gpt2Cli(unittest.TestCase):
         self.assertIn("smaller than the gpt2 tokenizer's", r.stderr)
 
     def test_paper_preset_end_to_end(self):
+        # Real text: the start of Debian's fortunes (installed by the set-up), else ours.
+        text = self.text
+        fortunes = "/usr/share/games/fortunes/fortunes"
+        if os.path.exists(fortunes):
+            text = os.path.join(self.dir, "fortunes.txt")
+            with open(fortunes, "rb") as f, open(text, "wb") as g:
+                g.write(f.read(30000))
         out = os.path.join(self.dir, "paper")
-        r = run("train", "--preset", "paper", "--data", self.text, "--out", out, "--steps", "2",
+        r = run("train", "--preset", "paper", "--data", text, "--out", out, "--steps", "2",
                 "--batch", "1", "--context", "64", "--eval-every", "2", "--eval-batches", "1")
         self.assertEqual(r.returncode, 0, r.stderr)
         model = os.path.join(out, "model.safetensors")
         _, meta = safetensors_io.load(model)
         self.assertEqual(meta["tokenizer"], "gpt2")
         self.assertEqual(json.loads(meta["config"])["vocab"], 50304)
-        r = run("eval", "--model", model, "--data", self.text, "--context", "64", "--json")
+        r = run("eval", "--model", model, "--data", text, "--context", "64", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         loss = json.loads(r.stdout)["loss"]
         self.assertTrue(0 < loss < 12, loss)
         r = run("generate", "--model", model, "--prompt", "All the world", "-n", "8")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(r.stdout.startswith("All the world"))
+        self.assertGreater(len(r.stdout), len("All the world\n"))
 
     def test_reference_state_dict(self):
         # The reference's model in PyTorch, saved as a bare state_dict: configuration and
