@@ -145,7 +145,6 @@ void extend_head(int64_t T, int64_t dk, int64_t dv, float scale, const float* q,
   // Scores against every cached key; query t sees keys [0, n0 + t].
   s.resize(T * n);
   gemm(false, true, T, n, dk, scale, q, dk, cache.k.data(), dk, 0.f, s.data(), n);
-  std::vector<float> log_z(T);
   for (int64_t t = 0; t < T; ++t) {
     float* row = s.data() + t * n;
     const int64_t seen = n0 + t + 1;
@@ -156,11 +155,14 @@ void extend_head(int64_t T, int64_t dk, int64_t dv, float scale, const float* q,
     float z = 0.f;
     for (int64_t i = 0; i < seen; ++i) z += row[i];
     std::fill(row + seen, row + n, 0.f);
-    log_z[t] = mx + std::log(z);
     for (int64_t i = 0; i < seen; ++i) row[i] /= z;
   }
   gemm(false, false, T, dv, n, 1.f, s.data(), n, cache.vc.data(), dv, 0.f, logy, dv);
+  // The float64 scores of a row and their log-normaliser, made once for the row's first
+  // underflowing column.
   std::vector<double> logw;
+  double log_z = 0;
+  int64_t logw_row = -1;
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < dv; ++j) {
       float& y = logy[t * dv + j];
@@ -171,17 +173,21 @@ void extend_head(int64_t T, int64_t dk, int64_t dv, float scale, const float* q,
       } else {
         // Underflow of the scaled sum: log sum_i softmax_i exp(lv_ij) in float64.
         const int64_t seen = n0 + t + 1;
-        logw.resize(seen);
-        for (int64_t i = 0; i < seen; ++i) {
-          double d = 0;
-          for (int64_t e = 0; e < dk; ++e) d += double(q[t * dk + e]) * cache.k[i * dk + e];
-          logw[i] = d * scale;
+        if (logw_row != t) {
+          logw.resize(seen);
+          for (int64_t i = 0; i < seen; ++i) {
+            double d = 0;
+            for (int64_t e = 0; e < dk; ++e) d += double(q[t * dk + e]) * cache.k[i * dk + e];
+            logw[i] = d * scale;
+          }
+          const double mx = *std::max_element(logw.begin(), logw.end());
+          double z = 0;
+          for (const double w : logw) z += std::exp(w - mx);
+          log_z = mx + std::log(z);
+          logw_row = t;
         }
-        const double mx = *std::max_element(logw.begin(), logw.end());
-        double z = 0;
-        for (const double w : logw) z += std::exp(w - mx);
         y = static_cast<float>(log_weighted_sum(seen, logw.data(), cache.lv.data() + j, dv) -
-                               (mx + std::log(z)));
+                               log_z);
       }
     }
 }
