@@ -5,6 +5,7 @@
 
 #include "io/safetensors.h"
 #include "logattn/error.h"
+#include "tokenizer/tokenizer.h"
 
 namespace logattn::model {
 
@@ -83,7 +84,7 @@ Model load_checkpoint(const std::string& path, Checkpoint* info, const std::stri
   if (auto it = meta.find("tokenizer"); it != meta.end())
     ck.tokenizer = it->second;
   else
-    ck.tokenizer = ck.config.vocab >= 50257 ? "gpt2" : "bytes";
+    ck.tokenizer = tokenizer::default_tokenizer(ck.config.vocab);
   Model model(ck.config);
   load_weights(st, model);
   if (info) *info = ck;

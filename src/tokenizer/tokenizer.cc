@@ -117,10 +117,20 @@ std::string find_gpt2_dir(const std::string& gpt2_dir) {
       "LOGATTN_GPT2_DIR");
 }
 
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& name, const std::string& gpt2_dir) {
-  if (name == "bytes") return std::make_unique<ByteTokenizer>();
-  if (name == "gpt2") return std::make_unique<Gpt2Tokenizer>(find_gpt2_dir(gpt2_dir));
+int32_t vocab_size_of(const std::string& name) {
+  if (name == "bytes") return 256;
+  if (name == "gpt2") return kGpt2Vocab;
   throw Error("unknown tokenizer '" + name + "' (known: bytes, gpt2)");
+}
+
+std::string default_tokenizer(int64_t model_vocab) {
+  return model_vocab >= kGpt2Vocab ? "gpt2" : "bytes";
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& name, const std::string& gpt2_dir) {
+  vocab_size_of(name);  // refuses an unknown name
+  if (name == "bytes") return std::make_unique<ByteTokenizer>();
+  return std::make_unique<Gpt2Tokenizer>(find_gpt2_dir(gpt2_dir));
 }
 
 }  // namespace logattn::tokenizer

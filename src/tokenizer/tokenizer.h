@@ -45,6 +45,13 @@ class Tokenizer {
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& name,
                                           const std::string& gpt2_dir = "");
 
+// A tokenizer's vocabulary size by name, without loading it; throws for an unknown name.
+int32_t vocab_size_of(const std::string& name);
+
+// The tokenizer of a model that names none: gpt2 if its vocabulary holds GPT-2's ids (the
+// reference's models), else bytes.
+std::string default_tokenizer(int64_t model_vocab);
+
 // The folder load_tokenizer would read GPT-2's files from.
 std::string find_gpt2_dir(const std::string& gpt2_dir = "");
 

@@ -8,7 +8,7 @@
 #include "io/safetensors.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
-#include "tokenizer/gpt2_bpe.h"
+#include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
 #include "train/plot.h"
 
@@ -114,9 +114,8 @@ std::string resolve_tokenizer(const std::string& asked, const std::string& from_
                   from_checkpoint);
     name = from_checkpoint;
   }
-  if (name.empty()) name = model_vocab >= tokenizer::kGpt2Vocab ? "gpt2" : "bytes";
-  const int64_t need = name == "gpt2" ? tokenizer::kGpt2Vocab : name == "bytes" ? 256 : -1;
-  if (need < 0) throw Error("unknown tokenizer '" + name + "' (known: bytes, gpt2)");
+  if (name.empty()) name = tokenizer::default_tokenizer(model_vocab);
+  const int64_t need = tokenizer::vocab_size_of(name);
   if (model_vocab < need)
     throw Error("train: the model's vocabulary (" + std::to_string(model_vocab) +
                 ") is smaller than the " + name + " tokenizer's (" + std::to_string(need) +
