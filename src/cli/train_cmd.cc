@@ -125,14 +125,7 @@ int run_eval(const EvalConfig& e, const OptionTable& table) {
         (std::filesystem::temp_directory_path() / ("logattn-eval-" + std::to_string(::getpid())))
             .string();
     std::filesystem::create_directories(tmp_dir);
-    std::vector<uint16_t> toks;
-    const auto enc = tok->encoder();
-    for (const auto& f : train::text_files(e.data)) {
-      const io::MappedFile text(f);
-      enc->encode(text.bytes(), 0, text.size(), toks);
-      if (text.size() > 0 && tok->end_of_text() >= 0)
-        toks.push_back(static_cast<uint16_t>(tok->end_of_text()));
-    }
+    const auto toks = train::encode_documents(e.data, *tok);
     if (toks.empty()) throw Error("eval: " + e.data + " is empty");
     bin = tmp_dir + "/eval.bin";
     train::write_tokens(bin, toks);

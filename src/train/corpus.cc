@@ -59,6 +59,20 @@ std::vector<uint16_t> ParallelEncoder::encode_all(std::string_view text, size_t 
   return out;
 }
 
+std::vector<uint16_t> encode_documents(const std::string& path, const tokenizer::Tokenizer& tok,
+                                       int threads) {
+  ParallelEncoder encoder(tok, threads);
+  std::vector<uint16_t> ids;
+  for (const auto& f : text_files(path)) {
+    const io::MappedFile text(f);
+    const auto doc = encoder.encode_all(text.bytes(), TokenizeOptions{}.block_bytes);
+    ids.insert(ids.end(), doc.begin(), doc.end());
+    if (text.size() > 0 && tok.end_of_text() >= 0)
+      ids.push_back(static_cast<uint16_t>(tok.end_of_text()));
+  }
+  return ids;
+}
+
 SplitPaths prepare_tokens(const std::string& path, const std::string& cache_dir,
                           const tokenizer::Tokenizer& tok, const TokenizeOptions& opt) {
   const auto files = text_files(path);

@@ -48,6 +48,12 @@ class ParallelEncoder {
 // and cut into blocks at safe points (Tokenizer::safe_cut), which threads encode in
 // parallel; the ids are the same for any thread count or block size. With a tokenizer that
 // has an end-of-text id, it follows each file (document). Throws on empty data.
+// The text files of path (see text_files) as one sequence of ids, each file a document
+// followed by the end-of-text id when the tokenizer has one (as prepare_tokens writes them),
+// encoded in parallel. For evaluating a checkpoint on other text.
+std::vector<uint16_t> encode_documents(const std::string& path, const tokenizer::Tokenizer& tok,
+                                       int threads = 0);
+
 struct SplitPaths {
   std::string train, val;
   bool reused = false;

@@ -61,6 +61,10 @@ TEST(Corpus, Gpt2IdsWithEndOfTextAfterEachFile) {
     runs.push_back(ids);
   }
   EXPECT_EQ(runs[0], runs[1]);
+  // The split is at a line start, where pieces cannot change: the ids of the whole text, as
+  // encode_documents gives them.
+  const auto whole = encode_documents((d / "text").string(), *tok);
+  EXPECT_EQ(std::vector<int32_t>(whole.begin(), whole.end()), runs[0]);
   // a.txt is 87% of the bytes: all training data, then its end-of-text; b.txt is cut at a
   // line start into the end of training and validation, then its end-of-text.
   const auto& ids = runs[0];
