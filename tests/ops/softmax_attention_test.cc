@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace logattn::ops {
@@ -47,6 +48,28 @@ std::vector<float> randn(int64_t n, uint64_t seed, float scale) {
   return x;
 }
 
+// y [H, T, dv] against the oracle, head by head: exactly -inf where the oracle is, else
+// within tol(reference).
+template <typename Tol>
+void expect_oracle(int64_t H, int64_t T, int64_t dk, int64_t dv, const std::vector<float>& q,
+                   const std::vector<float>& k, const std::vector<float>& lv,
+                   const std::vector<float>& y, Tol tol, const std::string& what) {
+  for (int64_t h = 0; h < H; ++h) {
+    auto cut = [&](const std::vector<float>& x, int64_t d) {
+      return std::vector<double>(x.begin() + h * T * d, x.begin() + (h + 1) * T * d);
+    };
+    const auto ref = oracle(T, dk, dv, cut(q, dk), cut(k, dk), cut(lv, dv));
+    for (int64_t i = 0; i < T * dv; ++i) {
+      if (ref[i] == -INFINITY) {
+        ASSERT_EQ(y[h * T * dv + i], -INFINITY) << what << " head " << h << " " << i;
+        continue;
+      }
+      ASSERT_NEAR(y[h * T * dv + i], ref[i], tol(ref[i]))
+          << what << " head " << h << " token " << i / dv << " column " << i % dv;
+    }
+  }
+}
+
 TEST(SoftmaxAttention, MatchesTheFloat64Oracle) {
   const int64_t T = 40, dk = 8, dv = 5;
   for (float spread : {1.f, 20.f}) {
@@ -58,20 +81,9 @@ TEST(SoftmaxAttention, MatchesTheFloat64Oracle) {
     for (int64_t t = 0; t < 10; ++t) lv[t * dv + 2] = -INFINITY;
     std::vector<float> y(2 * T * dv), p(2 * T * T);
     softmax_attention_forward(1, 2, T, dk, dv, q.data(), k.data(), lv.data(), y.data(), p.data());
-    for (int64_t h = 0; h < 2; ++h) {
-      auto cut = [&](const std::vector<float>& x, int64_t d) {
-        return std::vector<double>(x.begin() + h * T * d, x.begin() + (h + 1) * T * d);
-      };
-      const auto ref = oracle(T, dk, dv, cut(q, dk), cut(k, dk), cut(lv, dv));
-      for (int64_t i = 0; i < T * dv; ++i) {
-        if (ref[i] == -INFINITY) {
-          ASSERT_EQ(y[h * T * dv + i], -INFINITY) << "head " << h << " " << i;
-          continue;
-        }
-        ASSERT_NEAR(y[h * T * dv + i], ref[i], 1e-4)
-            << "spread " << spread << " head " << h << " " << i;
-      }
-    }
+    ASSERT_NO_FATAL_FAILURE(expect_oracle(
+        2, T, dk, dv, q, k, lv, y, [](double) { return 1e-4; },
+        "spread " + std::to_string(spread)));
   }
 }
 
@@ -107,20 +119,9 @@ TEST(SoftmaxAttention, CacheExtendedInPiecesMatchesTheOracle) {
         std::copy_n(yp.begin() + h * n * dv, n * dv, y.begin() + (h * T + t0) * dv);
       t0 += n;
     }
-    for (int64_t h = 0; h < H; ++h) {
-      auto cut = [&](const std::vector<float>& x, int64_t d) {
-        return std::vector<double>(x.begin() + h * T * d, x.begin() + (h + 1) * T * d);
-      };
-      const auto ref = oracle(T, dk, dv, cut(q, dk), cut(k, dk), cut(lv, dv));
-      for (int64_t i = 0; i < T * dv; ++i) {
-        if (ref[i] == -INFINITY) {
-          ASSERT_EQ(y[h * T * dv + i], -INFINITY) << "head " << h << " " << i;
-          continue;
-        }
-        ASSERT_NEAR(y[h * T * dv + i], ref[i], 1e-4 * std::max(1.0, std::abs(ref[i])))
-            << "spread " << spread << " head " << h << " token " << i / dv << " column " << i % dv;
-      }
-    }
+    ASSERT_NO_FATAL_FAILURE(expect_oracle(
+        H, T, dk, dv, q, k, lv, y, [](double ref) { return 1e-4 * std::max(1.0, std::abs(ref)); },
+        "spread " + std::to_string(spread)));
     EXPECT_EQ(caches[0].n, T);
   }
 }
