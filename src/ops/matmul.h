@@ -1,6 +1,7 @@
-// Matrix products through OpenBLAS (row-major). Inside an OpenMP parallel region the
-// OpenMP build of OpenBLAS runs on the calling thread only, so per-head products do not
-// oversubscribe the cores.
+// Matrix products (row-major): through OpenBLAS, except one-row products (a generation
+// step's), which use the kernels of ops/gemv.h and split with the partner thread. Inside an
+// OpenMP parallel region the OpenMP build of OpenBLAS runs on the calling thread only, so
+// per-head products do not oversubscribe the cores.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
-// The partner thread's block scheduler: every block runs exactly once, whoever claims it,
-// over many back-to-back tasks (the generation step's pattern), with nested calls running
-// inline, and across a fork.
+// The partner thread's block scheduler: every block runs exactly once, the caller's half on
+// the caller, over many back-to-back tasks (the generation step's pattern) and after pauses
+// long enough for the partner to fall asleep (its half then stolen by the caller), with
+// nested calls running inline, and across a fork.
 #include "threading/partner.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 namespace logattn {
@@ -25,6 +28,39 @@ TEST(Partner, EveryBlockRunsExactlyOnce) {
     for (int64_t i = 0; i < n; ++i)
       ASSERT_EQ(runs[i].load(), 1) << "task " << rep << " block " << i;
   }
+}
+
+TEST(Partner, TheCallerRunsTheFirstHalf) {
+  const auto caller = std::this_thread::get_id();
+  for (int rep = 0; rep < 500; ++rep) {
+    const int64_t n = 2 + rep % 19;
+    std::vector<std::thread::id> who(n);
+    run_blocks(n, [&](int64_t i) { who[i] = std::this_thread::get_id(); });
+    for (int64_t i = 0; i < (n + 1) / 2; ++i)
+      ASSERT_EQ(who[i], caller) << "n " << n << " block " << i;
+  }
+}
+
+// After a pause the partner sleeps; the caller does not wait for it to wake but steals its
+// half, and a partner that wakes to a stolen task leaves it alone.
+TEST(Partner, AnAsleepPartnersHalfIsStolenAndRunOnce) {
+  const auto caller = std::this_thread::get_id();
+  int stolen = 0;
+  for (int rep = 0; rep < 100; ++rep) {
+    std::this_thread::sleep_for(std::chrono::microseconds(rep % 2 ? 1000 : 50));
+    const int64_t n = 2 + rep % 7;
+    std::vector<std::atomic<int>> runs(n);
+    std::atomic<bool> caller_ran_partner_half{false};
+    run_blocks(n, [&](int64_t i) {
+      runs[i].fetch_add(1);
+      if (i >= (n + 1) / 2 && std::this_thread::get_id() == caller) caller_ran_partner_half = true;
+    });
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(runs[i].load(), 1) << "task " << rep << " block " << i;
+    stolen += caller_ran_partner_half.load();
+  }
+  // Waking a sleeping thread takes tens of microseconds, the caller's patience a few.
+  EXPECT_GT(stolen, 0);
 }
 
 TEST(Partner, NestedCallsRunInline) {
