@@ -93,6 +93,14 @@ void attention_forward(const AttentionOptions& opt, const AttentionDims& dims,
 void attention_step(std::span<const float> q, std::span<const float> k, std::span<const float> v,
                     std::span<float> y, AttentionState& state, std::span<float> log_d = {});
 
+// attention_step for the heads [head_begin, head_end) of the B * H only, without counting the
+// token in state.tokens(): for a caller that runs a step's heads on several threads (each
+// right after making its heads' q, k, v) and then counts the token once. Spans as in
+// attention_step (every head); other heads' entries are neither read nor written.
+void attention_step_heads(std::span<const float> q, std::span<const float> k,
+                          std::span<const float> v, std::span<float> y, AttentionState& state,
+                          std::span<float> log_d, int64_t head_begin, int64_t head_end);
+
 // Non-causal streaming: add keys to the state (k: [B, H, n, dk], v: [B, H, n, dv]), and read
 // any queries against it (q: [B, H, n, dk] -> y: [B, H, n, dv], log_d: [B, H, n] or empty).
 void attention_add_keys(std::span<const float> k, std::span<const float> v, int64_t n,

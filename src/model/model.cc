@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <exception>
 #include <string>
 
 #include "logattn/attention.h"
@@ -10,6 +11,7 @@
 #include "ops/matmul.h"
 #include "ops/softmax_attention.h"
 #include "threading/parallel.h"
+#include "threading/partner.h"
 
 namespace logattn::model {
 
@@ -135,6 +137,30 @@ void Model::forward_with_state(const int32_t* tokens, int64_t B, int64_t T, Mode
   run(tokens, nullptr, B, T, false, 1.f, last_logits, &state);
 }
 
+void Model::step_heads(int64_t l, AttentionState& state) {
+  const int64_t E = cfg_.d_emb, H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
+  const int64_t w = 2 * dk + dv;
+  LayerActs& a = acts_[l];
+  const auto& p = layout_.layers[l];
+  const float* W = w_.data();
+  std::vector<std::exception_ptr> errors(H);
+  run_blocks(H, [&](int64_t h) {
+    try {
+      float* proj = proj_.data() + h * w;
+      ops::linear_forward(1, E, w, a.xn.data(), W + p.w1 + h * w * E, W + p.b1 + h * w, proj);
+      std::copy(proj, proj + dk, a.q.data() + h * dk);
+      std::copy(proj + dk, proj + 2 * dk, a.k.data() + h * dk);
+      std::copy(proj + 2 * dk, proj + w, a.lv.data() + h * dv);
+      attention_step_heads(a.q, a.k, a.lv, a.logy, state, a.log_d, h, h + 1);
+    } catch (...) {
+      errors[h] = std::current_exception();  // exceptions must not leave a block
+    }
+  });
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  state.set_tokens(state.tokens() + 1);
+}
+
 double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
                   bool backward_pass, float grad_scale, float* logits, ModelState* state) {
   if (B < 1 || T < 1) throw Error("model forward: batch and length must be at least 1");
@@ -176,21 +202,25 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     }
     ops::layernorm_forward(N, E, a.x.data(), W + p.ln_w, W + p.ln_b, a.xn.data(), a.mean.data(),
                            a.rstd.data());
-    ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data());
-    permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
-    if (softmax_ && !state) resize(a.p, B * H * T * T);  // the twin's weights, for the backward
-    if (softmax_ && state)  // forward_with_state: through the key/value cache
-      ops::softmax_attention_extend(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
-                                    a.logy.data(), state->caches.data() + l * B * H);
-    else if (softmax_)
-      ops::softmax_attention_forward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
-                                     a.logy.data(), a.p.data());
-    else if (!state)
-      attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
-    else if (T == 1)  // [B, H, 1, d] is the step's [B, H, d]
-      attention_step(a.q, a.k, a.lv, a.logy, state->layers[l], a.log_d);
-    else
-      attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, &state->layers[l]);
+    if (state && N == 1 && !softmax_) {
+      step_heads(l, state->layers[l]);  // one sequence, one token: W1 and the step fused
+    } else {
+      ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data());
+      permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
+      if (softmax_ && !state) resize(a.p, B * H * T * T);  // the twin's weights, for backward
+      if (softmax_ && state)  // forward_with_state: through the key/value cache
+        ops::softmax_attention_extend(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
+                                      a.logy.data(), state->caches.data() + l * B * H);
+      else if (softmax_)
+        ops::softmax_attention_forward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
+                                       a.logy.data(), a.p.data());
+      else if (!state)
+        attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
+      else if (T == 1)  // [B, H, 1, d] is the step's [B, H, d]
+        attention_step(a.q, a.k, a.lv, a.logy, state->layers[l], a.log_d);
+      else
+        attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, &state->layers[l]);
+    }
     heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false);
     ops::linear_forward(N, A, 2 * E, a.a.data(), W + p.w2, W + p.b2, a.g.data());
     ops::glu_forward(N, E, a.g.data(), a.glu.data());

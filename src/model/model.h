@@ -63,6 +63,10 @@ class Model {
   double run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, bool backward,
              float grad_scale, float* logits, ModelState* state);
   void backward(const int32_t* tokens, int64_t B, int64_t T);
+  // A one-sequence generation step's projection and attention for layer l: each head's rows
+  // of W1 and its attention step in one block, the heads split with the partner thread, so
+  // that q, k, v stay in the core that made them and the attention runs on both cores.
+  void step_heads(int64_t l, AttentionState& state);
 
   ModelConfig cfg_;
   ParamLayout layout_;

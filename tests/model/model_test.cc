@@ -71,6 +71,30 @@ TEST(Model, TwinGenerationWithItsCacheEqualsFullForward) {
   EXPECT_THROW(ModelConfig::from_json({{"attention", "linear"}}), Error);
 }
 
+// A generation step runs its heads on two threads; bad numbers in either thread's heads
+// come back to the caller as an error naming them (not a terminate from the other thread).
+TEST(Model, NonFiniteProjectionInAStepIsAnErrorFromEitherThread) {
+  const ModelConfig cfg = ModelConfig::preset("tiny");
+  for (int64_t head = 0; head < cfg.n_heads; ++head) {
+    Model m(cfg);
+    m.init(3);
+    const int64_t w = 2 * cfg.d_key + cfg.d_val;
+    m.weights()[m.layout().layers[1].w1 + head * w * cfg.d_emb] = NAN;  // the head's first query
+    ModelState st = m.new_state(1);
+    std::vector<float> logits(cfg.vocab);
+    const int32_t tok = 1;
+    try {
+      m.forward_with_state(&tok, 1, 1, st, logits.data());
+      FAIL() << "head " << head;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("q has a non-finite value (nan) at [0, " +
+                                           std::to_string(head) + ", 0, 0]"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST(Model, SameSeedSameBits) {
   auto run = [] {
     Model m(ModelConfig::preset("tiny"));

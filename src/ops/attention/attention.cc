@@ -44,8 +44,9 @@ void expect_positive(const char* op, const char* name, int64_t v) {
 
 // Rejects NaN and infinities (allow_neg_inf: -inf is allowed, as in log-values). The index is
 // reported in the tensor's own dims [B, H, n, d].
+// first: the index in the whole tensor of x's first element (x may be a part of it).
 void expect_finite(const char* op, const char* name, std::span<const float> x, int64_t n, int64_t d,
-                   int64_t heads, bool allow_neg_inf = false) {
+                   int64_t heads, bool allow_neg_inf = false, int64_t first = 0) {
   // Fast path: x * 0 is 0 for every finite x and NaN otherwise; the sum vectorises.
   float probe = 0.f;
   const float* p = x.data();
@@ -56,7 +57,7 @@ void expect_finite(const char* op, const char* name, std::span<const float> x, i
   for (size_t i = 0; i < x.size(); ++i) {
     const float v = x[i];
     if (std::isfinite(v) || (allow_neg_inf && v == kNegInf)) continue;
-    const int64_t j = static_cast<int64_t>(i);
+    const int64_t j = first + static_cast<int64_t>(i);
     const int64_t per_head = n * d;
     throw Error(
         std::string(op) + ": " + name + " has a non-finite value (" + std::to_string(v) + ") at " +
@@ -166,23 +167,29 @@ void attention_forward(const AttentionOptions& opt, const AttentionDims& dm,
   if (state) state->set_tokens(state->tokens() + nk);
 }
 
-void attention_step(std::span<const float> q, std::span<const float> k, std::span<const float> v,
-                    std::span<float> y, AttentionState& state, std::span<float> log_d) {
-  const char* op = "attention_step";
+namespace {
+
+// attention_step's checks and heads; the token is counted by the caller.
+void step_heads(const char* op, std::span<const float> q, std::span<const float> k,
+                std::span<const float> v, std::span<float> y, AttentionState& state,
+                std::span<float> log_d, int64_t h0, int64_t h1) {
   const int64_t B = state.batch(), H = state.heads(), dk = state.d_key(), dv = state.d_val();
   expect_positive(op, "state heads", B * H);
+  if (h0 < 0 || h1 > B * H || h0 >= h1)
+    throw Error(std::string(op) + ": heads [" + std::to_string(h0) + ", " + std::to_string(h1) +
+                ") are not a non-empty range of the state's " + std::to_string(B * H));
   const bool log_values = state.values() == Values::kLog;
   expect_size(op, "q", q.size(), {B, H, dk});
   expect_size(op, "k", k.size(), {B, H, dk});
   expect_size(op, "v", v.size(), {B, H, dv});
   expect_size(op, "y", y.size(), {B, H, dv});
   if (!log_d.empty()) expect_size(op, "log_d", log_d.size(), {B, H});
-  expect_finite(op, "q", q, 1, dk, H);
-  expect_finite(op, "k", k, 1, dk, H);
-  expect_finite(op, log_values ? "log_v" : "v", v, 1, dv, H, log_values);
+  const int64_t n = h1 - h0;
+  expect_finite(op, "q", q.subspan(h0 * dk, n * dk), 1, dk, H, false, h0 * dk);
+  expect_finite(op, "k", k.subspan(h0 * dk, n * dk), 1, dk, H, false, h0 * dk);
+  expect_finite(op, log_values ? "log_v" : "v", v.subspan(h0 * dv, n * dv), 1, dv, H, log_values,
+                h0 * dv);
   const HeadDims hd{dk, dv, log_values};
-  // One token per head is little work: threads pay only when there are many heads.
-  const int64_t n = B * H;
   auto run = [&](int64_t bh) {
     thread_local std::vector<float> work;
     work.resize(2 * (dk + dv));
@@ -190,13 +197,27 @@ void attention_step(std::span<const float> q, std::span<const float> k, std::spa
                          y.data() + bh * dv, log_d.empty() ? nullptr : log_d.data() + bh,
                          head_state(state, bh), work.data());
   };
+  // One token per head is little work: threads pay only when there are many heads.
   if (n * dk * dv < 65536) {
-    for (int64_t bh = 0; bh < n; ++bh) run(bh);
+    for (int64_t bh = h0; bh < h1; ++bh) run(bh);
   } else {
 #pragma omp parallel for schedule(static)
-    for (int64_t bh = 0; bh < n; ++bh) run(bh);
+    for (int64_t bh = h0; bh < h1; ++bh) run(bh);
   }
+}
+
+}  // namespace
+
+void attention_step(std::span<const float> q, std::span<const float> k, std::span<const float> v,
+                    std::span<float> y, AttentionState& state, std::span<float> log_d) {
+  step_heads("attention_step", q, k, v, y, state, log_d, 0, state.batch() * state.heads());
   state.set_tokens(state.tokens() + 1);
+}
+
+void attention_step_heads(std::span<const float> q, std::span<const float> k,
+                          std::span<const float> v, std::span<float> y, AttentionState& state,
+                          std::span<float> log_d, int64_t head_begin, int64_t head_end) {
+  step_heads("attention_step_heads", q, k, v, y, state, log_d, head_begin, head_end);
 }
 
 void attention_add_keys(std::span<const float> k, std::span<const float> v, int64_t n,

@@ -56,6 +56,26 @@ TEST(Errors, NonFiniteInputsAreRejectedWithTheirIndex) {
   EXPECT_NE(error_of([&] { run_forward(c); }).find("v has a non-finite"), std::string::npos);
 }
 
+TEST(Errors, StepHeadsChecksItsRangeAndItsHeadsInputs) {
+  AttentionState st(1, 3, 4, 2, Values::kSigned);
+  std::vector<float> q(12, 0.5f), k(12, 0.5f), v(6, 1.f), y(6), ld(3);
+  for (auto [h0, h1] : {std::pair<int64_t, int64_t>{0, 0}, {2, 1}, {-1, 2}, {1, 4}})
+    EXPECT_NE(error_of([&] {
+                attention_step_heads(q, k, v, y, st, ld, h0, h1);
+              }).find("attention_step_heads: heads [" + std::to_string(h0)),
+              std::string::npos)
+        << h0 << ", " << h1;
+  q[2 * 4 + 1] = NAN;  // head 2's query
+  EXPECT_EQ(error_of([&] { attention_step_heads(q, k, v, y, st, ld, 0, 2); }), "");
+  EXPECT_NE(error_of([&] {
+              attention_step_heads(q, k, v, y, st, ld, 1, 3);
+            }).find("q has a non-finite value (nan) at [0, 2, 0, 1]"),
+            std::string::npos);
+  std::vector<float> short_k(8);
+  EXPECT_NE(error_of([&] { attention_step_heads(q, short_k, v, y, st, ld, 0, 1); }).find("k"),
+            std::string::npos);
+}
+
 TEST(Errors, LogValuesAllowMinusInfOnly) {
   Case c = gaussian_case(1, 1, 5, 5, 4, 3, 1.0, true, Values::kLog, 1);
   c.v[2] = -kInf;

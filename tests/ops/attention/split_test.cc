@@ -114,6 +114,41 @@ TEST_P(Splits, StepsAloneOverALongSequence) {
   EXPECT_TRUE(matches_oracle(c, o));
 }
 
+// A step's heads run in ranges (as threads that each take some heads do), in any order, then
+// the token counted once: the same bits as attention_step, and other heads left alone.
+TEST_P(Splits, StepHeadsInRangesEqualsOneStep) {
+  const Values values = GetParam();
+  const int64_t n = 300, B = 2, H = 3, dk = 16, dv = 8;
+  Case c = gaussian_case(B, H, n, n, dk, dv, 2.0, true, values, 41);
+  std::fill(c.k.begin() + 150 * dk, c.k.begin() + 151 * dk, 30.f);  // a rescale on the way
+  AttentionState whole(B, H, dk, dv, values), parts(B, H, dk, dv, values);
+  const std::vector<std::vector<std::pair<int64_t, int64_t>>> plans = {
+      {{0, 6}}, {{0, 3}, {3, 6}}, {{4, 6}, {0, 1}, {1, 4}}, {{5, 6}, {4, 5}, {3, 4}, {0, 3}}};
+  for (int64_t t = 0; t < n; ++t) {
+    const auto q = slice(c.q, B * H, n, dk, t, 1), k = slice(c.k, B * H, n, dk, t, 1),
+               v = slice(c.v, B * H, n, dv, t, 1);
+    std::vector<float> y(B * H * dv), ld(B * H), y2(B * H * dv, 7.f), ld2(B * H, 7.f);
+    attention_step(q, k, v, y, whole, ld);
+    const auto& plan = plans[t % plans.size()];
+    for (size_t r = 0; r < plan.size(); ++r) {
+      const auto [h0, h1] = plan[r];
+      attention_step_heads(q, k, v, y2, parts, ld2, h0, h1);
+      for (int64_t bh = 0; bh < B * H; ++bh) {  // heads of later ranges not touched yet
+        bool later = false;
+        for (size_t s = r + 1; s < plan.size(); ++s)
+          later |= bh >= plan[s].first && bh < plan[s].second;
+        if (later) ASSERT_EQ(ld2[bh], 7.f) << "token " << t << " head " << bh;
+      }
+    }
+    parts.set_tokens(parts.tokens() + 1);
+    ASSERT_EQ(0, std::memcmp(y.data(), y2.data(), y.size() * sizeof(float))) << "token " << t;
+    ASSERT_EQ(0, std::memcmp(ld.data(), ld2.data(), ld.size() * sizeof(float))) << "token " << t;
+  }
+  EXPECT_EQ(0, std::memcmp(whole.data().data(), parts.data().data(),
+                           whole.data().size() * sizeof(float)));
+  EXPECT_EQ(parts.tokens(), whole.tokens());
+}
+
 TEST_P(Splits, ChunkSizeDoesNotMatter) {
   const Case base = gaussian_case(1, 2, 333, 333, 16, 8, 4.0, true, GetParam(), 17);
   for (int64_t chunk : {1, 7, 64, 256}) {
