@@ -2,6 +2,7 @@
 
 #include <omp.h>
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -44,12 +45,14 @@ class Partner {
     // wakes it.
     if (sleeping_.load(std::memory_order_relaxed)) {
       std::lock_guard<std::mutex> lock(mu_);
+      waker_cpu_ = sched_getcpu();
       cv_.notify_one();
     }
     for (int64_t i = 0; i < split; ++i) block(i);
-    // A partner that has not taken up the task after kPatience polls is late: steal it.
+    // A partner not done after patience_ polls may be late: steal its half unless it has
+    // taken it up.
     for (int polls = 0; (done_.load(std::memory_order_acquire) >> 1) != ticket; ++polls) {
-      if (polls == kPatience) {
+      if (polls == patience_) {
         steal(ticket, split, n, block);
         break;
       }
@@ -68,15 +71,22 @@ class Partner {
     announced_.store(0);
     done_.store(0);
     ticket_ = 0;
+    patience_ = kPatience;
+    waker_cpu_ = -1;
     new (&mu_) std::mutex();
     new (&cv_) std::condition_variable();
   }
 
  private:
-  // Polls of done_ before the caller steals the partner's blocks: a few microseconds, well
-  // past the start of an awake partner (a cache-line transfer or two); a partner asleep
-  // needs tens. (Not a clock: reading one took about a tenth of a step's time in this VM.)
+  // Polls of done_ before the caller tries to steal the partner's half: a few microseconds,
+  // past the finish of a partner that started a cache-line transfer or two after the caller
+  // (a partner asleep needs tens). None after a steal found the partner absent: it is
+  // likely absent still (its virtual CPU descheduled, it asleep), and each task would wait
+  // for it in vain; a partner back at work takes up its half while the caller runs its
+  // own, and the next steal finds it there. (Polls, not a clock: reading one took about a
+  // tenth of a step's time in this VM.)
   static constexpr int kPatience = 4000;
+  int patience_ = kPatience;
 
   // The caller's side of the hand-over (Dekker's: each side writes its own line, fences,
   // reads the other's, so that at least one sees the other): mark the task stolen, then
@@ -84,7 +94,9 @@ class Partner {
   // the blocks alone; if so, it either runs them or, having seen the mark too, backs off.
   void steal(uint64_t ticket, int64_t split, int64_t n, const std::function<void(int64_t)>& block) {
     task_.store(ticket << 1 | kStolen, std::memory_order_seq_cst);
-    if (announced_.load(std::memory_order_seq_cst) == ticket) {
+    const bool present = announced_.load(std::memory_order_seq_cst) == ticket;
+    patience_ = present ? kPatience : 0;
+    if (present) {
       uint64_t d;
       while (((d = done_.load(std::memory_order_acquire)) >> 1) != ticket) spin_wait();
       if (!(d & kStolen)) return;  // the partner ran them
@@ -108,7 +120,27 @@ class Partner {
   void start() {
     if (started_) return;
     started_ = true;
-    std::thread([this] { loop(); }).detach();
+    const int cpu = sched_getcpu();
+    std::thread([this, cpu] {
+      leave_cpu(cpu);
+      loop();
+    }).detach();
+  }
+
+  // Moves this thread off the caller's CPU, if it is there. A woken thread is placed on its
+  // waker's CPU (the scheduler's wake-affine choice), and two spinning threads sharing a CPU
+  // run in turns of milliseconds until the load balancer parts them: measured, tasks took
+  // 2.5-3x a lone thread's time for tens of milliseconds after a wake-up. Allowed every CPU
+  // but that one, the thread moves at once; allowed all again, it stays where it went.
+  static void leave_cpu(int caller_cpu) {
+    cpu_set_t all;
+    if (caller_cpu < 0 || sched_getcpu() != caller_cpu ||
+        sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2 ||
+        !CPU_ISSET(caller_cpu, &all))
+      return;
+    cpu_set_t others = all;
+    CPU_CLR(caller_cpu, &others);
+    if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof all, &all);
   }
 
   void loop() {
@@ -125,6 +157,7 @@ class Partner {
         sleeping_.store(true, std::memory_order_seq_cst);
         cv_.wait(lock, [&] { return (task_.load(std::memory_order_seq_cst) >> 1) != seen; });
         sleeping_.store(false, std::memory_order_relaxed);
+        leave_cpu(waker_cpu_);
         spins = 0;
       }
       seen = p >> 1;
@@ -146,6 +179,7 @@ class Partner {
   alignas(64) std::atomic<uint64_t> done_{0};       // ticket << 1 | backed off (stolen)
   std::mutex mu_;
   std::condition_variable cv_;
+  int waker_cpu_ = -1;  // the caller's CPU when it last woke the partner (under mu_)
 };
 
 Partner& partner() {

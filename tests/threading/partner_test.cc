@@ -5,6 +5,7 @@
 #include "threading/partner.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,6 +62,46 @@ TEST(Partner, AnAsleepPartnersHalfIsStolenAndRunOnce) {
   }
   // Waking a sleeping thread takes tens of microseconds, the caller's patience a few.
   EXPECT_GT(stolen, 0);
+
+  // Once awake and polling again, the partner takes up its halves of back-to-back tasks
+  // again (after finding it absent the caller steals without waiting, but not from a
+  // partner that has taken up its half). Tasks until it has, for at most two seconds (a
+  // loaded machine may keep its thread off a CPU for a while).
+  std::atomic<int> partner_ran{0};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (partner_ran.load() < 10 && std::chrono::steady_clock::now() < deadline) {
+    run_blocks(2, [&](int64_t) {
+      volatile double x = 0;
+      for (int k = 0; k < 5000; ++k) x = x + k;  // some microseconds
+      if (std::this_thread::get_id() != caller) partner_ran.fetch_add(1);
+    });
+  }
+  EXPECT_GE(partner_ran.load(), 10);
+}
+
+// A thread woken by another is placed on the waker's CPU; two spinning threads there would
+// share it for milliseconds. The partner moves off the caller's CPU when it wakes.
+TEST(Partner, AWokenPartnerRunsOnAnotherCpuThanTheCaller) {
+  if (!partner_available()) GTEST_SKIP() << "one CPU: no partner thread";
+  const auto caller = std::this_thread::get_id();
+  int woken = 0, shared = 0;
+  for (int rep = 0; rep < 20; ++rep) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the partner falls asleep
+    std::atomic<int> caller_cpu{-1}, partner_cpu{-1};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (partner_cpu.load() < 0 && std::chrono::steady_clock::now() < deadline) {
+      run_blocks(2, [&](int64_t) {
+        volatile double x = 0;
+        for (int k = 0; k < 5000; ++k) x = x + k;
+        (std::this_thread::get_id() == caller ? caller_cpu : partner_cpu) = sched_getcpu();
+      });
+    }
+    if (partner_cpu.load() < 0) continue;
+    ++woken;
+    shared += partner_cpu.load() == caller_cpu.load();
+  }
+  EXPECT_GT(woken, 10);
+  EXPECT_LE(shared, 2) << "of " << woken;
 }
 
 TEST(Partner, NestedCallsRunInline) {
