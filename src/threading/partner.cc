@@ -130,7 +130,8 @@ class Partner {
   // Moves this thread off the caller's CPU, if it is there. A woken thread is placed on its
   // waker's CPU (the scheduler's wake-affine choice), and two spinning threads sharing a CPU
   // run in turns of milliseconds until the load balancer parts them: measured, tasks took
-  // 2.5-3x a lone thread's time for tens of milliseconds after a wake-up. Allowed every CPU
+  // 2.6-3.3x their time with the two apart (longer than one thread alone) for tens of
+  // milliseconds after a wake-up. Allowed every CPU
   // but that one, the thread moves at once; allowed all again, it stays where it went.
   static void leave_cpu(int caller_cpu) {
     cpu_set_t all;
