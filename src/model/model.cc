@@ -1,7 +1,6 @@
 #include "model/model.h"
 
 #include <algorithm>
-#include <exception>
 #include <string>
 
 #include "logattn/attention.h"
@@ -143,21 +142,14 @@ void Model::step_heads(int64_t l, AttentionState& state) {
   LayerActs& a = acts_[l];
   const auto& p = layout_.layers[l];
   const float* W = w_.data();
-  std::vector<std::exception_ptr> errors(H);
   run_blocks(H, [&](int64_t h) {
-    try {
-      float* proj = proj_.data() + h * w;
-      ops::linear_forward(1, E, w, a.xn.data(), W + p.w1 + h * w * E, W + p.b1 + h * w, proj);
-      std::copy(proj, proj + dk, a.q.data() + h * dk);
-      std::copy(proj + dk, proj + 2 * dk, a.k.data() + h * dk);
-      std::copy(proj + 2 * dk, proj + w, a.lv.data() + h * dv);
-      attention_step_heads(a.q, a.k, a.lv, a.logy, state, a.log_d, h, h + 1);
-    } catch (...) {
-      errors[h] = std::current_exception();  // exceptions must not leave a block
-    }
+    float* proj = proj_.data() + h * w;
+    ops::linear_forward(1, E, w, a.xn.data(), W + p.w1 + h * w * E, W + p.b1 + h * w, proj);
+    std::copy(proj, proj + dk, a.q.data() + h * dk);
+    std::copy(proj + dk, proj + 2 * dk, a.k.data() + h * dk);
+    std::copy(proj + 2 * dk, proj + w, a.lv.data() + h * dv);
+    attention_step_heads(a.q, a.k, a.lv, a.logy, state, a.log_d, h, h + 1);
   });
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
   state.set_tokens(state.tokens() + 1);
 }
 

@@ -1,7 +1,6 @@
 #include "ops/matmul.h"
 
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <vector>

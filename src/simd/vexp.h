@@ -1,5 +1,5 @@
-// Vector exp (and log1p) over arrays, through SLEEF (1-ulp exp; exp(-inf) = 0; denormals kept,
-// which the attention's underflow analysis relies on: never build with -ffast-math).
+// Vector exp, log1p and log over arrays, through SLEEF (1-ulp exp; exp(-inf) = 0; denormals
+// kept, which the attention's underflow analysis relies on: never build with -ffast-math).
 #pragma once
 
 #include <cstdint>

@@ -4,12 +4,13 @@
 #include <pthread.h>
 #include <sched.h>
 
-#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <new>
 #include <thread>
+#include <utility>
 
 namespace logattn {
 
@@ -26,6 +27,17 @@ inline void spin_wait() {
 
 // The task word: ticket << 1 | stolen. The caller posts (ticket, 0).
 constexpr uint64_t kStolen = 1;
+
+// Runs block(i) for i in [begin, end), stopping at the first exception, which it returns.
+std::exception_ptr run_range(const std::function<void(int64_t)>& block, int64_t begin,
+                             int64_t end) {
+  try {
+    for (int64_t i = begin; i < end; ++i) block(i);
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
 
 class Partner {
  public:
@@ -48,17 +60,23 @@ class Partner {
       waker_cpu_ = sched_getcpu();
       cv_.notify_one();
     }
-    for (int64_t i = 0; i < split; ++i) block(i);
+    // An exception leaves only when the partner is done with block too.
+    std::exception_ptr error = run_range(block, 0, split);
     // A partner not done after patience_ polls may be late: steal its half unless it has
     // taken it up.
     for (int polls = 0; (done_.load(std::memory_order_acquire) >> 1) != ticket; ++polls) {
       if (polls == patience_) {
-        steal(ticket, split, n, block);
+        std::exception_ptr stolen = steal(ticket, split, n, block);
+        if (!error) error = stolen;
         break;
       }
       spin_wait();
     }
+    // Written by the partner before its done_ (acquired above), null if it ran no block.
+    std::exception_ptr theirs = std::exchange(partner_error_, nullptr);
     busy_.store(false, std::memory_order_release);
+    if (error) std::rethrow_exception(error);
+    if (theirs) std::rethrow_exception(theirs);
     return true;
   }
 
@@ -73,6 +91,7 @@ class Partner {
     ticket_ = 0;
     patience_ = kPatience;
     waker_cpu_ = -1;
+    partner_error_ = nullptr;
     new (&mu_) std::mutex();
     new (&cv_) std::condition_variable();
   }
@@ -92,16 +111,17 @@ class Partner {
   // reads the other's, so that at least one sees the other): mark the task stolen, then
   // look whether the partner announced it. If not, the partner will see the mark and leave
   // the blocks alone; if so, it either runs them or, having seen the mark too, backs off.
-  void steal(uint64_t ticket, int64_t split, int64_t n, const std::function<void(int64_t)>& block) {
+  std::exception_ptr steal(uint64_t ticket, int64_t split, int64_t n,
+                           const std::function<void(int64_t)>& block) {
     task_.store(ticket << 1 | kStolen, std::memory_order_seq_cst);
     const bool present = announced_.load(std::memory_order_seq_cst) == ticket;
     patience_ = present ? kPatience : 0;
     if (present) {
       uint64_t d;
       while (((d = done_.load(std::memory_order_acquire)) >> 1) != ticket) spin_wait();
-      if (!(d & kStolen)) return;  // the partner ran them
+      if (!(d & kStolen)) return nullptr;  // the partner ran them
     }
-    for (int64_t i = split; i < n; ++i) block(i);
+    return run_range(block, split, n);
   }
 
   // The partner's side: announce, fence, and run the blocks unless the task was stolen (or
@@ -113,7 +133,7 @@ class Partner {
       done_.store(ticket << 1 | kStolen, std::memory_order_release);
       return;
     }
-    for (int64_t i = begin_; i < end_; ++i) (*block_)(i);
+    partner_error_ = run_range(*block_, begin_, end_);
     done_.store(ticket << 1, std::memory_order_release);
   }
 
@@ -176,6 +196,7 @@ class Partner {
   alignas(64) std::atomic<uint64_t> task_{0};
   const std::function<void(int64_t)>* block_ = nullptr;
   int64_t begin_ = 0, end_ = 0;
+  std::exception_ptr partner_error_;  // the partner's block's exception, until the caller takes it
   alignas(64) std::atomic<uint64_t> announced_{0};  // the last ticket the partner took up
   alignas(64) std::atomic<uint64_t> done_{0};       // ticket << 1 | backed off (stolen)
   std::mutex mu_;

@@ -28,7 +28,8 @@ namespace logattn {
 // With one core (or inside an OpenMP region, or when the partner is busy with another
 // caller's work, as in a nested call), runs them all on the calling thread, as it does a
 // late partner's half: which thread runs a block varies, and block(i) must not depend on it.
-// Exceptions must not leave block.
+// A block's exception stops that thread's half and reaches the caller once both halves are
+// done (the caller's own first, else the partner's).
 void run_blocks(int64_t n, const std::function<void(int64_t)>& block);
 
 // Whether run_blocks may use a second thread here.

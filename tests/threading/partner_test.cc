@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -102,6 +104,30 @@ TEST(Partner, AWokenPartnerRunsOnAnotherCpuThanTheCaller) {
   }
   EXPECT_GT(woken, 10);
   EXPECT_LE(shared, 2) << "of " << woken;
+}
+
+// An exception from a block, in either thread's half, reaches the caller after both halves
+// are done, and the partner works on afterwards.
+TEST(Partner, ABlocksExceptionReachesTheCallerFromEitherHalf) {
+  for (int rep = 0; rep < 200; ++rep) {
+    const int64_t n = 8, bad = rep % n;
+    std::atomic<int> ran{0};
+    try {
+      run_blocks(n, [&](int64_t i) {
+        if (i == bad) throw std::runtime_error("block " + std::to_string(i));
+        volatile double x = 0;
+        for (int k = 0; k < 2000; ++k) x = x + k;
+        ran.fetch_add(1);
+      });
+      FAIL() << "no exception, rep " << rep;
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()), "block " + std::to_string(bad));
+    }
+    EXPECT_LE(ran.load(), n - 1);
+  }
+  std::atomic<int> sum{0};
+  run_blocks(16, [&](int64_t i) { sum += static_cast<int>(i); });
+  EXPECT_EQ(sum.load(), 120);
 }
 
 TEST(Partner, NestedCallsRunInline) {
