@@ -7,7 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(
   build-essential cmake pkg-config git     # compiler and build
-  libopenblas-dev libopenblas0-openmp       # matrix products (OpenMP build of OpenBLAS)
+  libdnnl-dev                               # matrix products (oneDNN: kernels by CPU features)
+  libopenblas-dev libopenblas0-openmp       # matrix products, the alternative (OpenMP build)
   libsleef-dev                              # vectorised exp / log
   libcli11-dev libfmt-dev nlohmann-json3-dev # command line, formatting, JSON
   libpcre2-dev                              # GPT-2 pre-tokenisation regex

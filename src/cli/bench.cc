@@ -1,13 +1,14 @@
 // `logattn bench attention` and `logattn bench sgemm`: throughput and peak memory. Each
 // measurement runs in a child process (fork), so its peak resident memory is its own.
-#include <cblas.h>
 #include <fmt/format.h>
+#include <omp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "logattn/attention.h"
+#include "ops/matmul.h"
 #include "simd/vexp.h"
 #include "util/memory.h"
 
@@ -104,8 +106,7 @@ int run_bench_attention(const AttentionBenchConfig& c, const OptionTable& table)
   for (int64_t n : c.n)
     if (n < 1) throw Error("bench attention: every --n must be at least 1");
   if (!c.json)
-    fmt::print("logattn bench attention ({}, {} threads)\nconfig: {}\n", simd::exp_isa(),
-               openblas_get_num_threads(), table.describe());
+    fmt::print("logattn bench attention\nconfig: {} {}\n", table.describe(), machine_config());
   const char* names[] = {"forward", "forward_backward", "step"};
   if (!c.json)
     fmt::print("{:>7} {:>17} {:>8} {:>9} {:>17} {:>9} {:>12} {:>9} {:>8}\n", "n", "fwd tokens/s",
@@ -144,25 +145,127 @@ int run_bench_attention(const AttentionBenchConfig& c, const OptionTable& table)
 struct SgemmConfig {
   int64_t size = 1024;
   double min_time = 0.5;
+  int64_t rounds = 3;
+  std::string backend = "all";
+  std::string openblas_cores = "auto";
   bool json = false;
 };
 
-int run_bench_sgemm(const SgemmConfig& c, const OptionTable& table) {
-  if (c.size < 1) throw Error("bench sgemm: --size must be at least 1");
-  const int n = static_cast<int>(c.size);
-  const auto a = random_tensor(int64_t(n) * n, 1), b = random_tensor(int64_t(n) * n, 2);
-  std::vector<float> out(int64_t(n) * n);
-  const double sec = seconds_per_call(c.min_time, [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n,
-                0.f, out.data(), n);
+// OpenBLAS kernel families that this CPU can run and that Debian's OpenBLAS 0.3.21 can be
+// told to use: the settings a user could try by hand, measured beside the default.
+std::vector<std::string> openblas_cores_for_this_cpu() {
+  __builtin_cpu_init();
+  std::vector<std::string> cores;
+  if (__builtin_cpu_supports("avx512f")) cores.push_back("SkylakeX");
+  if (__builtin_cpu_supports("avx512bf16")) cores.push_back("Cooperlake");
+  if (__builtin_cpu_supports("avx2")) cores.push_back("Haswell");
+  if (cores.empty()) cores.push_back("Sandybridge");
+  return cores;
+}
+
+struct SgemmSetting {
+  std::string label;  // what the user sets to get it
+  std::string kernel;
+  std::vector<double> gflops;  // one per round
+};
+
+double sgemm_gflops(ops::GemmBackend backend, int64_t n, double min_time) {
+  const auto a = random_tensor(n * n, 1), b = random_tensor(n * n, 2);
+  std::vector<float> out(n * n);
+  const double sec = seconds_per_call(min_time, [&] {
+    ops::gemm_with(backend, false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, out.data(),
+                   n);
   });
-  const double gflops = 2.0 * n * n * n / sec / 1e9;
-  if (c.json)
-    fmt::print("{{\"size\": {}, \"threads\": {}, \"gflops\": {:.4g}}}\n", n,
-               openblas_get_num_threads(), gflops);
-  else
-    fmt::print("config: {}\nOpenBLAS sgemm {}x{}x{} on {} threads: {:.1f} GFLOP/s\n",
-               table.describe(), n, n, n, openblas_get_num_threads(), gflops);
+  return 2.0 * n * n * n / sec / 1e9;
+}
+
+double median(std::vector<double> x) {
+  std::sort(x.begin(), x.end());
+  return x.empty() ? 0.0 : x[x.size() / 2];
+}
+
+int run_bench_sgemm(const SgemmConfig& c, const OptionTable& table) {
+  if (c.size < 1 || c.size > 16384) throw Error("bench sgemm: --size must be in [1, 16384]");
+  if (!(c.min_time > 0 && c.min_time <= 60))
+    throw Error("bench sgemm: --min-time must be in (0, 60] seconds");
+  if (c.rounds < 1 || c.rounds > 100) throw Error("bench sgemm: --rounds must be in [1, 100]");
+  if (c.backend != "all" && c.backend != "onednn" && c.backend != "openblas")
+    throw Error("bench sgemm: --backend must be all, onednn or openblas, not '" + c.backend + "'");
+  const ops::GemmBackend chosen = ops::gemm_backend();
+  std::vector<ops::GemmBackend> in_process;
+  if (c.backend != "openblas") in_process.push_back(ops::GemmBackend::kOneDnn);
+  if (c.backend != "onednn") in_process.push_back(ops::GemmBackend::kOpenBlas);
+  std::vector<std::string> cores;
+  if (c.backend == "all" && c.openblas_cores != "none") {
+    if (c.openblas_cores == "auto") {
+      cores = openblas_cores_for_this_cpu();
+    } else {
+      for (size_t p = 0; p <= c.openblas_cores.size();) {
+        const size_t q = std::min(c.openblas_cores.find(',', p), c.openblas_cores.size());
+        if (q > p) cores.push_back(c.openblas_cores.substr(p, q - p));
+        p = q + 1;
+      }
+    }
+  }
+  std::vector<SgemmSetting> settings;
+  for (auto b : in_process) {
+    const bool is_default = b == chosen;
+    std::string label =
+        b == ops::GemmBackend::kOneDnn ? "LOGATTN_GEMM=onednn" : "LOGATTN_GEMM=openblas";
+    if (is_default) label += " (this process)";
+    settings.push_back({label, ops::gemm_backend_name(b), {}});
+  }
+  for (const auto& core : cores)
+    settings.push_back({"LOGATTN_GEMM=openblas OPENBLAS_CORETYPE=" + core, "", {}});
+  if (!c.json)
+    fmt::print("logattn bench sgemm: {0}x{0}x{0}, {1} alternating rounds\nconfig: {2} {3}\n",
+               c.size, c.rounds, table.describe(), machine_config());
+  std::fflush(stdout);
+  for (int64_t r = 0; r < c.rounds; ++r) {
+    for (size_t i = 0; i < in_process.size(); ++i) {
+      const std::string rec = in_child([&] {
+        return fmt::format("{{\"gflops\": {}}}", sgemm_gflops(in_process[i], c.size, c.min_time));
+      });
+      settings[i].gflops.push_back(json_number(rec, "gflops"));
+    }
+    for (size_t i = 0; i < cores.size(); ++i) {
+      const std::string out =
+          run_self({"bench", "sgemm", "--backend", "openblas", "--rounds", "1", "--size",
+                    std::to_string(c.size), "--min-time", fmt::format("{}", c.min_time), "--json"},
+                   "OPENBLAS_CORETYPE", cores[i]);
+      const auto j = nlohmann::json::parse(out);
+      auto& s = settings[in_process.size() + i];
+      s.kernel = j.at("results").at(0).at("kernel").get<std::string>();
+      s.gflops.push_back(j.at("results").at(0).at("gflops").get<double>());
+    }
+  }
+  double best = 0.0, mine = 0.0;
+  for (size_t i = 0; i < settings.size(); ++i) {
+    best = std::max(best, median(settings[i].gflops));
+    if (i < in_process.size() && in_process[i] == chosen) mine = median(settings[i].gflops);
+  }
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& s : settings)
+    results.push_back({{"setting", s.label},
+                       {"kernel", s.kernel},
+                       {"gflops", median(s.gflops)},
+                       {"rounds", s.gflops}});
+  if (c.json) {
+    nlohmann::json j = {{"size", c.size},
+                        {"threads", omp_get_max_threads()},
+                        {"sgemm", ops::gemm_backend_name()},
+                        {"results", results}};
+    if (mine > 0) j["default_of_best"] = mine / best;
+    fmt::print("{}\n", j.dump());
+    return 0;
+  }
+  fmt::print("{:<52} {:<26} {:>9} {:>8}\n", "setting", "kernel", "GFLOP/s", "of best");
+  for (const auto& s : settings)
+    fmt::print("{:<52} {:<26} {:>9.1f} {:>7.0f}%\n", s.label, s.kernel, median(s.gflops),
+               100.0 * median(s.gflops) / best);
+  if (mine > 0)
+    fmt::print("this process's products ({}): {:.0f}% of the best setting (median of {} rounds)\n",
+               ops::gemm_backend_name(), 100.0 * mine / best, c.rounds);
   return 0;
 }
 
@@ -190,11 +293,18 @@ Runner add_bench_attention_command(CLI::App& bench) {
 }
 
 Runner add_bench_sgemm_command(CLI::App& bench) {
-  auto* cmd = bench.add_subcommand("sgemm", "OpenBLAS sgemm rate on this machine (the roofline)");
+  auto* cmd = bench.add_subcommand(
+      "sgemm",
+      "Matrix-product rate of each backend and OpenBLAS kernel on this machine, side by side");
   auto cfg = std::make_shared<SgemmConfig>();
   auto table = std::make_shared<OptionTable>();
   table->add("--size", &cfg->size, "matrix size")
-      .add("--min-time", &cfg->min_time, "seconds to repeat the measurement for")
+      .add("--min-time", &cfg->min_time, "seconds to repeat each measurement for")
+      .add("--rounds", &cfg->rounds, "alternating rounds (each setting once per round)")
+      .add("--backend", &cfg->backend, "all, onednn or openblas")
+      .add("--openblas-cores", &cfg->openblas_cores,
+           "OpenBLAS kernels to try through OPENBLAS_CORETYPE (comma-separated), auto (those "
+           "this CPU runs) or none")
       .add("--json", &cfg->json, "print JSON");
   table->attach(cmd);
   return [cfg, table, cmd] { return cmd->parsed() ? run_bench_sgemm(*cfg, *table) : -1; };

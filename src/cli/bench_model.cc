@@ -64,7 +64,8 @@ std::string measure_train(const TrainBenchConfig& c) {
 int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
   if (c.batch < 1 || c.context < 1 || c.steps < 1)
     throw Error("bench train: --batch, --context and --steps must be at least 1");
-  if (!c.json) fmt::print("logattn bench train\nconfig: {}\n", table.describe());
+  if (!c.json)
+    fmt::print("logattn bench train\nconfig: {}\n", table.describe() + " " + machine_config());
   std::fflush(stdout);
   const std::string r = in_child([&] { return measure_train(c); });
   if (c.json) {
@@ -114,8 +115,8 @@ int run_bench_generate(const GenerateBenchConfig& c, const OptionTable& table) {
   if (c.context.empty() || c.tokens < 32)
     throw Error("bench generate: give at least one --context and --tokens of at least 32");
   if (!c.json)
-    fmt::print("logattn bench generate\nconfig: {}\n{:>9} {:>12} {:>9}\n", table.describe(),
-               "context", "ms/token", "RSS MiB");
+    fmt::print("logattn bench generate\nconfig: {}\n{:>9} {:>12} {:>9}\n",
+               table.describe() + " " + machine_config(), "context", "ms/token", "RSS MiB");
   std::fflush(stdout);
   std::string all = "[";
   for (int64_t ctx : c.context) {

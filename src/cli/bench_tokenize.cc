@@ -36,7 +36,8 @@ int run_bench_tokenize(const TokenizeBenchConfig& c, const OptionTable& table) {
   const io::MappedFile file(c.data);
   const std::string_view text = file.bytes();
   if (text.empty()) throw Error("bench tokenize: " + c.data + " is empty");
-  if (!c.json) fmt::print("logattn bench tokenize\nconfig: {}\n", table.describe());
+  if (!c.json)
+    fmt::print("logattn bench tokenize\nconfig: {}\n", table.describe() + " " + machine_config());
   for (const int64_t threads : c.threads) {
     std::vector<double> secs;
     size_t n = 0;

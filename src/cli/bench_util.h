@@ -8,8 +8,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace logattn::cli {
 
@@ -52,6 +54,43 @@ inline std::string in_child(Fn fn) {
   waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty())
     throw std::runtime_error("bench: a measurement process failed");
+  return out;
+}
+
+// Runs this executable again with args (argv[1..]) and one environment variable set, for
+// settings that a library reads only when it loads (OPENBLAS_CORETYPE); returns its stdout.
+inline std::string run_self(const std::vector<std::string>& args, const std::string& env_name,
+                            const std::string& env_value) {
+  int fds[2];
+  if (pipe(fds) != 0) throw std::runtime_error("bench: pipe failed");
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("bench: fork failed");
+  if (pid == 0) {
+    close(fds[0]);
+    dup2(fds[1], STDOUT_FILENO);
+    close(fds[1]);
+    setenv(env_name.c_str(), env_value.c_str(), 1);
+    std::vector<char*> argv;
+    std::string self = "logattn";
+    argv.push_back(self.data());
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv("/proc/self/exe", argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t r;
+  while ((r = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(r));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty())
+    throw std::runtime_error("bench: a measurement process (" + env_name + "=" + env_value +
+                             ") failed");
   return out;
 }
 

@@ -4,10 +4,15 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 
 namespace logattn::cli {
 
 using Runner = std::function<int()>;
+
+// What runs the products on this machine, for every `config:` line after the options:
+// "sgemm=oneDNN 2.6.3 avx2 exp=avx2 threads=2", so that a slow machine is seen, not guessed.
+std::string machine_config();
 
 Runner add_stream_command(CLI::App& app);
 Runner add_train_command(CLI::App& app);

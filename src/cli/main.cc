@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "logattn/error.h"
+#include "ops/matmul.h"
 
 int main(int argc, char** argv) {
   using namespace logattn::cli;
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    logattn::ops::gemm_backend();  // a bad LOGATTN_GEMM is an error before any work
     for (auto& run : runners) {
       const int rc = run();
       if (rc >= 0) return rc;

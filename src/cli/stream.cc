@@ -42,7 +42,7 @@ int run_stream(const StreamConfig& cfg, const OptionTable& table) {
 
   if (!cfg.json) {
     fmt::print("logattn stream: {} tokens through the one-token path\nconfig: {}\n", cfg.tokens,
-               table.describe());
+               table.describe() + " " + machine_config());
     fmt::print("state: {} heads x {} floats = {:.1f} KiB, whatever the context length\n", H,
                state.floats_per_head(), state.data().size() * 4 / 1024.0);
     fmt::print("{:>10} {:>11} {:>11} {:>9}\n", "context", "us/token", "tokens/s", "RSS MiB");

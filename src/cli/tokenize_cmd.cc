@@ -64,7 +64,7 @@ int run_tokenize(const TokenizeConfig& c, const OptionTable& table) {
     return 0;
   }
   if (c.out.empty()) throw Error("tokenize: --out (a folder) is required with --data");
-  fmt::print("logattn tokenize\nconfig: {}\n", table.describe());
+  fmt::print("logattn tokenize\nconfig: {}\n", table.describe() + " " + machine_config());
   std::fflush(stdout);
   train::TokenizeOptions opt;
   opt.threads = static_cast<int>(c.threads);

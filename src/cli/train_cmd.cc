@@ -57,7 +57,7 @@ void declare_train_options(OptionTable& t, train::TrainConfig& c) {
 }
 
 train::TrainResult train_with_progress(const train::TrainConfig& c, const OptionTable& table) {
-  fmt::print("logattn train\nconfig: {}\n", table.describe());
+  fmt::print("logattn train\nconfig: {}\n", table.describe() + " " + machine_config());
   std::fflush(stdout);
   Progress progress("train", c.steps);
   double last_val = -1;
@@ -148,7 +148,7 @@ int run_eval(const EvalConfig& e, const OptionTable& table) {
     fmt::print(
         "config: {}\n{}: mean cross-entropy {:.4f} nats/token ({:.4f} bits) over {} tokens, "
         "context {}\n",
-        table.describe(), e.model, loss, loss / std::log(2.0), n, T);
+        table.describe() + " " + machine_config(), e.model, loss, loss / std::log(2.0), n, T);
   }
   return 0;
 }

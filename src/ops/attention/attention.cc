@@ -334,7 +334,16 @@ void attention_backward(const AttentionOptions& opt, const AttentionDims& dm,
     }
     attention::backward_head(hd, opt.causal, false, nq, nk, opt.chunk, qh, kh, vc.data(), yc.data(),
                              lh, gyc.data(), gqh, gkh, gvh, sm, sz, st ? sc.data() : nullptr, buf);
-    for (int64_t i = 0; i < nk * dv; ++i) gvh[i] *= vc[i];
+    // d(log v) = dvc * exp(log v - c*), with that exp in float64: where a column spans more
+    // than about 87 nats, exp(log v - c*) falls below float32's normal range, and a
+    // subnormal factor would carry its lost digits into a gradient that is representable.
+    for (int64_t s = 0; s < nk; ++s)
+      for (int64_t j = 0; j < dv; ++j) {
+        const int64_t i = s * dv + j;
+        gvh[i] = cs[j] == kNegInf
+                     ? 0.f
+                     : static_cast<float>(gvh[i] * std::exp(static_cast<double>(lv[i]) - cs[j]));
+      }
   });
 }
 

@@ -36,12 +36,42 @@ double weights(const HeadProblem& p, int64_t t, std::vector<double>& w, double& 
   return mx + std::log(sum);
 }
 
+// arg_mag, lv_mag and n_vis of every query (visible keys grow with t when causal).
+void fill_scales(const HeadProblem& p, HeadResult& r) {
+  r.arg_mag.assign(p.nq, 0.0);
+  r.lv_mag.assign(p.nq, 0.0);
+  r.n_vis.assign(p.nq, 0);
+  r.v_mag.assign(p.nq, 0.0);
+  double kmax = 0.0, lvmax = 0.0, vmax = 0.0;
+  int64_t seen = 0;
+  for (int64_t t = 0; t < p.nq; ++t) {
+    for (; seen < visible(p, t); ++seen) {
+      for (int64_t d = 0; d < p.dk; ++d) kmax = std::max(kmax, std::abs(p.k[seen * p.dk + d]));
+      for (int64_t j = 0; j < p.dv; ++j) {
+        const double x = p.v[seen * p.dv + j];
+        if (!p.log_values)
+          vmax = std::max(vmax, std::abs(x));
+        else if (std::isfinite(x))
+          lvmax = std::max(lvmax, std::abs(x));
+      }
+    }
+    double qmax = 0.0;
+    for (int64_t d = 0; d < p.dk; ++d) qmax = std::max(qmax, std::abs(p.q[t * p.dk + d]));
+    r.arg_mag[t] = qmax + kmax;
+    r.lv_mag[t] = lvmax;
+    r.v_mag[t] = vmax;
+    r.n_vis[t] = visible(p, t);
+  }
+}
+
 }  // namespace
 
 HeadResult oracle_quadratic(const HeadProblem& p) {
   HeadResult r;
   r.y.assign(p.nq * p.dv, 0.0);
   r.log_d.assign(p.nq, 0.0);
+  r.y_mag.assign(p.nq * p.dv, 0.0);
+  fill_scales(p, r);
   std::vector<double> w;
   for (int64_t t = 0; t < p.nq; ++t) {
     double mx;
@@ -50,9 +80,13 @@ HeadResult oracle_quadratic(const HeadProblem& p) {
     const double log_sum = log_d - mx;  // log of sum of the scaled weights
     for (int64_t j = 0; j < p.dv; ++j) {
       if (!p.log_values) {
-        double num = 0.0;
-        for (size_t s = 0; s < w.size(); ++s) num += w[s] * p.v[s * p.dv + j];
+        double num = 0.0, mag = 0.0;
+        for (size_t s = 0; s < w.size(); ++s) {
+          num += w[s] * p.v[s * p.dv + j];
+          mag += w[s] * std::abs(p.v[s * p.dv + j]);
+        }
         r.y[t * p.dv + j] = num / std::exp(log_sum);
+        r.y_mag[t * p.dv + j] = mag / std::exp(log_sum);
       } else {
         double acc = kNegInf;
         for (size_t s = 0; s < w.size(); ++s)
@@ -87,6 +121,8 @@ HeadResult oracle_log_space(const HeadProblem& p) {
   HeadResult r;
   r.y.assign(p.nq * dv, 0.0);
   r.log_d.assign(p.nq, 0.0);
+  r.y_mag.assign(p.nq * dv, 0.0);
+  fill_scales(p, r);
   auto read = [&](int64_t t) {
     double lz = kNegInf;
     for (int64_t d = 0; d < dk; ++d) lz = logaddexp(lz, p.q[t * dk + d] + hz[d]);
@@ -98,6 +134,7 @@ HeadResult oracle_log_space(const HeadProblem& p) {
         ln = logaddexp(ln, p.q[t * dk + d] + hn[d * dv + j]);
       }
       r.y[t * dv + j] = p.log_values ? lp - lz : std::exp(lp - lz) - std::exp(ln - lz);
+      if (!p.log_values) r.y_mag[t * dv + j] = std::exp(lp - lz) + std::exp(ln - lz);
     }
   };
   if (p.causal) {
@@ -123,6 +160,24 @@ HeadGrads oracle_gradients(const HeadProblem& p, const std::vector<double>& gy_i
   g.abs_gq.assign(p.nq * dk, 0.0);
   g.abs_gk.assign(p.nk * dk, 0.0);
   g.abs_gv.assign(p.nk * dv, 0.0);
+  g.under_gq.assign(p.nq * dk, 0.0);
+  g.under_gk.assign(p.nk * dk, 0.0);
+  g.unit_gq.assign(p.nq * dk, 0.0);
+  g.unit_gk.assign(p.nk * dk, 0.0);
+  g.unit_gv.assign(p.nk * dv, 0.0);
+  std::vector<double> cmax(dv, kNegInf);
+  if (p.log_values)
+    for (int64_t s = 0; s < p.nk; ++s)
+      for (int64_t j = 0; j < dv; ++j) cmax[j] = std::max(cmax[j], p.v[s * dv + j]);
+  double qmax = 0.0, kmax = 0.0;
+  for (int64_t t = 0; t < p.nq; ++t)
+    for (int64_t d = 0; d < dk; ++d)
+      qmax = std::max(qmax, std::abs(p.q[t * dk + d]) + std::abs(fwd.log_d[t]));
+  for (double x : p.k) kmax = std::max(kmax, std::abs(x));
+  g.arg_mag = qmax + kmax;
+  if (p.log_values)
+    for (double x : p.v)
+      if (std::isfinite(x)) g.lv_mag = std::max(g.lv_mag, std::abs(x));
   std::vector<double> vs(p.nk * dv);  // values in the linear domain
   for (size_t i = 0; i < vs.size(); ++i) vs[i] = p.log_values ? std::exp(p.v[i]) : p.v[i];
   std::vector<double> gt(dv);
@@ -144,16 +199,17 @@ HeadGrads oracle_gradients(const HeadProblem& p, const std::vector<double>& gy_i
     const int64_t ns = visible(p, t);
     for (int64_t s = 0; s < ns; ++s) {
       // r = v_s . g_t - c_t, and the magnitude of its terms, sum_j |v_sj g_tj| + |y_tj g_tj|.
-      double vg = 0.0, r_abs = 0.0;
+      double vg = 0.0, r_abs = 0.0, r_under = 0.0;
       for (int64_t j = 0; j < dv; ++j) {
         if (p.log_values) {
           if (!live(j)) continue;
           const double term = std::exp(p.v[s * dv + j] - fwd.y[t * dv + j]) * gy_in[t * dv + j];
           vg += term;
           r_abs += std::abs(term) + std::abs(gy_in[t * dv + j]);
+          r_under += std::exp(cmax[j] - fwd.y[t * dv + j]) * std::abs(gy_in[t * dv + j]);
         } else {
           vg += vs[s * dv + j] * gt[j];
-          r_abs += std::abs(vs[s * dv + j] * gt[j]) + std::abs(fwd.y[t * dv + j] * gt[j]);
+          r_abs += std::abs(vs[s * dv + j] * gt[j]) + std::abs(fwd.y_mag[t * dv + j] * gt[j]);
         }
       }
       const double r = vg - c;
@@ -165,15 +221,20 @@ HeadGrads oracle_gradients(const HeadProblem& p, const std::vector<double>& gy_i
         g.gk[s * dk + d] += w * r;
         g.abs_gq[t * dk + d] += w * r_abs;
         g.abs_gk[s * dk + d] += w * r_abs;
+        g.under_gq[t * dk + d] += w * r_under;
+        g.under_gk[s * dk + d] += w * r_under;
+        g.unit_gq[t * dk + d] += r_abs;
+        g.unit_gk[s * dk + d] += r_abs;
       }
       for (int64_t j = 0; j < dv; ++j) {
-        double term = 0.0;
+        double unit = 0.0;
         if (!p.log_values)
-          term = wsum * gt[j];
+          unit = gt[j];
         else if (live(j))
-          term = wsum * std::exp(p.v[s * dv + j] - fwd.y[t * dv + j]) * gy_in[t * dv + j];
-        g.gv[s * dv + j] += term;
-        g.abs_gv[s * dv + j] += std::abs(term);
+          unit = std::exp(p.v[s * dv + j] - fwd.y[t * dv + j]) * gy_in[t * dv + j];
+        g.gv[s * dv + j] += wsum * unit;
+        g.abs_gv[s * dv + j] += std::abs(wsum * unit);
+        g.unit_gv[s * dv + j] += dk * std::abs(unit);
       }
     }
   }

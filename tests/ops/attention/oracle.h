@@ -19,6 +19,13 @@ struct HeadProblem {
 struct HeadResult {
   std::vector<double> y;      // [nq, dv] (log y for log-values)
   std::vector<double> log_d;  // [nq]
+  // What a float32 computation of these outputs adds up, the scales of its rounding error
+  // (test_util.h turns them into bounds):
+  std::vector<double> y_mag;    // [nq, dv] signed values: sum_s w_ts |v_sj| / D_t (>= |y_tj|)
+  std::vector<double> arg_mag;  // [nq] max_d |q_td| + max |k_sd| over the visible keys
+  std::vector<double> lv_mag;   // [nq] log-values: max finite |log v_sj| over visible keys
+  std::vector<double> v_mag;    // [nq] signed values: max |v_sj| over visible keys
+  std::vector<int64_t> n_vis;   // [nq] keys the query sees
 };
 
 // Quadratic form: explicit weights w_ts = sum_d exp(q_td + k_sd), shifted by their maximum.
@@ -33,9 +40,20 @@ HeadResult oracle_log_space(const HeadProblem& p);
 // abs_*: the same sums with every term replaced by its magnitude (for dq, dk the products
 // v_sj g_tj and y_tj g_tj of r_ts = v_s . g_t - y_t . g_t taken apart): the scale below which
 // float32 rounding (about 6e-8 of it) cannot resolve a gradient that cancels to near zero.
+// For signed values the y_tj of c_t = y_t . g_t counts as y_mag_tj: the float32 y that a
+// backward is fed is only as exact as what y summed, not as its own size.
 struct HeadGrads {
   std::vector<double> gq, gk, gv;
   std::vector<double> abs_gq, abs_gk, abs_gv;
+  // Log-values: the same sums for dq and dk with each value v_sj / exp(C_j) replaced by 1,
+  // C_j the largest log v_sj of column j: a float32 kernel that scales the column by its
+  // maximum holds v_sj / exp(C_j) to an absolute (not relative) eta where it underflows.
+  std::vector<double> under_gq, under_gk;
+  // The same sums as abs_* with every weight exp(q_td + k_sd - log D_t) replaced by 1: what
+  // a weight's factor that underflows (absolute error eta) is multiplied by.
+  std::vector<double> unit_gq, unit_gk, unit_gv;
+  double arg_mag = 0;  // max_t (max_d |q_td| + |log D_t|) + max_{s,d} |k_sd|
+  double lv_mag = 0;   // log-values: max finite |log v_sj|
 };
 HeadGrads oracle_gradients(const HeadProblem& p, const std::vector<double>& gy);
 

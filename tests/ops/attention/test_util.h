@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "logattn/attention.h"
+#include "ops/attention/head_kernels.h"
 #include "ops/attention/oracle.h"
 
 namespace logattn::testing {
@@ -76,36 +77,75 @@ inline Output run_forward(const Case& c, AttentionState* state = nullptr) {
   return o;
 }
 
-// The tolerance: per output row, max |y - y_ref| <= 1e-4 (max |y_ref| + 1e-6);
-// log outputs within 1e-4 absolute (and -inf exactly where the oracle is -inf).
-inline ::testing::AssertionResult rows_match(const float* y, const std::vector<double>& ref,
-                                             int64_t n, int64_t dv, bool log_values) {
+// Error bounds (DESIGN.md 6) for any correct float32 kernel, whatever its chunk size,
+// summation order or thread count. u = 2^-24 is float32's unit roundoff.
+//
+// Forward, query t seeing n_t keys, A_t = max_d |q_td| + max visible |k_sd| (arg_mag):
+//  - a weight term exp(q_td + k_sd - references) is the exp of a float32 sum of at most four
+//    numbers of magnitude <= A_t (q, k and maxima of them as references); each addition
+//    rounds by u times a partial sum <= 2 A_t, so the argument is off by <= 8 u A_t, plus one
+//    rounding for the exp and one for the product of the two exps: (8 A_t + 2) u relative.
+//  - the numerator N_tj and the denominator D_t each add n_t d_key such terms (over keys,
+//    then key features: depth <= n_t + d_key in any order), and the running state is
+//    rescaled at most n_t times (an exp and a product each): <= (3 n_t + d_key) u relative
+//    to the sum of the terms' magnitudes.
+//  - y = N / D: the numerator's error against S_tj = sum_s w_ts |v_sj| / D_t (y_mag, which
+//    signed values may cancel far below |y_tj|), the denominator's relative error times
+//    |y_tj| <= S_tj, and one rounding for the division:
+//        |y - y_ref| <= c_t (u S_tj + eta e^G V_t),   c_t = 2 (8 A_t + 2) + 2 (3 n_t + d_key) + 1.
+//    Underflow: eta = 2^-126, float32's smallest normal number, bounds the absolute error
+//    that an operation adds when its result underflows, below which a float32 carries no
+//    relative precision (the model fl(x) = x (1 + d) + e, |e| <= eta, of abrupt underflow,
+//    which also covers an exp that returns 0 below the subnormal range). A weight term
+//    that underflows in scaled units is off by eta times its value (<= V_t, the largest
+//    visible |v|, v_mag) against a scaled denominator that a kernel keeps >= e^-G: the
+//    chunked kernels split a chunk whose references exceed what its first query sees by
+//    more than G = kMaxGap = 30 nats (head_kernels.h).
+// Log-values (y is log Y; V = exp(log V) > 0, so S_tj = Y_tj and the error is relative):
+// the values exp(log v_sj - c_j) with c_j a maximum of them add (4 L_t + 2) u (L_t: largest
+// finite visible |log v|, lv_mag), and c_j + log(...) rounds by u (|log y| + L_t):
+//        |log y - ref| <= (c_t + 5 L_t + 3 + |ref|) u.
+// log D_t = M_t + log(p^T Z): the denominator's error, and u (|log D_t| + 1) for the sum:
+//        |log D - ref| <= ((8 A_t + 2) + (3 n_t + d_key) + |ref| + 1) u.
+inline constexpr double kU = 0x1p-24;
+inline constexpr double kEta = 0x1p-126;
+inline const double kGap = std::exp(static_cast<double>(attention::kMaxGap));
+
+inline double forward_c(const HeadResult& ref, int64_t t, int64_t dk) {
+  return 2 * (8 * ref.arg_mag[t] + 2) + 2 * (3.0 * ref.n_vis[t] + dk) + 1;
+}
+
+inline ::testing::AssertionResult rows_match(const float* y, const HeadResult& ref, int64_t n,
+                                             int64_t dk, int64_t dv, bool log_values) {
   for (int64_t t = 0; t < n; ++t) {
-    double scale = 0.0;
-    for (int64_t j = 0; j < dv; ++j) scale = std::max(scale, std::abs(ref[t * dv + j]));
+    const double c = forward_c(ref, t, dk);
     for (int64_t j = 0; j < dv; ++j) {
-      const double r = ref[t * dv + j];
+      const double r = ref.y[t * dv + j];
       const float x = y[t * dv + j];
       if (!std::isfinite(r)) {
         if (log_values && r == -INFINITY && x == -kInf) continue;
         return ::testing::AssertionFailure() << "oracle not finite at row " << t << " col " << j;
       }
-      const double tol = log_values ? 1e-4 : 1e-4 * (scale + 1e-6);
+      const double tol = log_values ? (c + 5 * ref.lv_mag[t] + 3 + std::abs(r)) * kU
+                                    : c * (kU * ref.y_mag[t * dv + j] + kEta * kGap * ref.v_mag[t]);
       if (!std::isfinite(x) || std::abs(x - r) > tol)
-        return ::testing::AssertionFailure() << "row " << t << " col " << j << ": got " << x
-                                             << ", oracle " << r << " (tolerance " << tol << ")";
+        return ::testing::AssertionFailure()
+               << "row " << t << " col " << j << ": got " << x << ", oracle " << r << " (bound "
+               << tol << " = " << tol / kU << " u)";
     }
   }
   return ::testing::AssertionSuccess();
 }
 
-inline ::testing::AssertionResult log_d_match(const float* ld, const std::vector<double>& ref,
-                                              int64_t n) {
+inline ::testing::AssertionResult log_d_match(const float* ld, const HeadResult& ref, int64_t n,
+                                              int64_t dk) {
   for (int64_t t = 0; t < n; ++t) {
-    const double tol = 1e-4 * std::max(1.0, std::abs(ref[t]));
-    if (!std::isfinite(ld[t]) || std::abs(ld[t] - ref[t]) > tol)
-      return ::testing::AssertionFailure()
-             << "log_d row " << t << ": got " << ld[t] << ", oracle " << ref[t];
+    const double r = ref.log_d[t];
+    const double tol =
+        ((8 * ref.arg_mag[t] + 2) + (3.0 * ref.n_vis[t] + dk) + std::abs(r) + 1) * kU;
+    if (!std::isfinite(ld[t]) || std::abs(ld[t] - r) > tol)
+      return ::testing::AssertionFailure() << "log_d row " << t << ": got " << ld[t] << ", oracle "
+                                           << r << " (bound " << tol << ")";
   }
   return ::testing::AssertionSuccess();
 }
@@ -115,30 +155,94 @@ inline ::testing::AssertionResult matches_oracle(const Case& c, const Output& o)
   const auto& d = c.dims;
   for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
     const HeadResult ref = oracle_quadratic(head_problem(c, bh));
-    auto r = rows_match(o.y.data() + bh * d.n_q * d.d_val, ref.y, d.n_q, d.d_val,
+    auto r = rows_match(o.y.data() + bh * d.n_q * d.d_val, ref, d.n_q, d.d_key, d.d_val,
                         c.opt.values == Values::kLog);
     if (!r) return r << " (head " << bh << ")";
-    r = log_d_match(o.log_d.data() + bh * d.n_q, ref.log_d, d.n_q);
+    r = log_d_match(o.log_d.data() + bh * d.n_q, ref, d.n_q, d.d_key);
     if (!r) return r << " (head " << bh << ")";
   }
   return ::testing::AssertionSuccess();
 }
 
-// L2 error of a float tensor relative to a float64 one: ||x - ref|| / max(||ref||, 1e-2 ||abs||),
-// with abs the oracle's sums of term magnitudes (HeadGrads). Where a gradient does not
-// cancel this is the plain relative error. Where it cancels to (near) zero (d_key = 1, one
-// key, a query that sees one dominant key) the backward, fed the forward's float32 outputs
-// (relative error about 1e-7 for values, 1e-6 for log-values), can resolve it only to about
-// 1e-6 of its terms, which the 1e-2 (times the 1e-4 tolerance) allows.
-inline double rel_l2(const float* x, const std::vector<double>& ref,
-                     const std::vector<double>& abs) {
-  double num = 0.0, den = 0.0, scale = 0.0;
+// Backward, per element: a gradient adds terms exp(q_td + k_sd - log D_t) r_ts (dq, dk;
+// r_ts = v_s . G_t - y_t . G_t) or w_ts G_tj (dv), whose magnitudes the oracle sums into
+// abs_* (with y_mag for the y of c_t: the float32 y fed in is only that exact). Each term's
+// weight is the exp of float32 sums of at most four numbers of magnitude <= A (arg_mag:
+// q, log D, k and references), each rounding by u times <= 2 A: (8 A + 2) u; the forward's
+// y and log D, which the backward is fed, carry the forward's bound (the same form); the
+// sums over keys or queries, key and value features and the rescaled running states have
+// depth <= 3 n + d_key + d_val. Log-values add the exps of log v - references and the
+// divisions by Y: (4 L + 2) u. So
+//     |g - ref| <= c (u abs + eta),  c = 2 (8 A + 2) + 2 (3 n + d_key + d_val) + 8 (+ 4 L + 2),
+// with eta the underflow term of the forward's bound: a weight is a product of two exps
+// taken against references (maxima of the keys or of the queries) up to G above what a
+// query sees, so one factor may reach e^G while the other underflows with absolute error
+// eta: eta e^G per weight, times the rest of its term (unit_*, oracle.h). Log-values add one more
+// underflow: a value exp(log v - C_j) below float32's normal range (a column spanning more than 87
+// nats) is off by up to eta before it meets g_tj / y_tj (under_*, oracle.h). So the bound adds c
+// eta (e^G unit + under): far below float32's resolution of ordinary gradients, it decides only for
+// gradients that are tiny against the others (sigma 16).
+inline ::testing::AssertionResult grad_matches(const float* x, const std::vector<double>& ref,
+                                               const std::vector<double>& abs,
+                                               const std::vector<double>& unit, double c,
+                                               const char* name,
+                                               const std::vector<double>* under = nullptr) {
   for (size_t i = 0; i < ref.size(); ++i) {
-    num += (x[i] - ref[i]) * (x[i] - ref[i]);
-    den += ref[i] * ref[i];
-    scale += abs[i] * abs[i];
+    const double tol =
+        c * (kU * abs[i] + kEta * (1 + kGap * unit[i] + (under ? (*under)[i] : 0.0)));
+    if (!std::isfinite(x[i]) || std::abs(x[i] - ref[i]) > tol)
+      return ::testing::AssertionFailure()
+             << name << "[" << i << "]: got " << x[i] << ", oracle " << ref[i] << " (bound " << tol
+             << " = " << c << " u x " << abs[i] << ")";
   }
-  return std::sqrt(num) / std::max({std::sqrt(den), 1e-2 * std::sqrt(scale), 1e-300});
+  return ::testing::AssertionSuccess();
+}
+
+inline double backward_c(const HeadGrads& ref, int64_t n, int64_t dk, int64_t dv) {
+  return 2 * (8 * ref.arg_mag + 2) + 2 * (3.0 * n + dk + dv) + 8 + 4 * ref.lv_mag + 2;
+}
+
+struct Grads {
+  std::vector<float> gq, gk, gv;
+};
+
+inline Grads run_backward(const Case& c, const Output& o, const std::vector<float>& gy,
+                          const AttentionState* state_in = nullptr) {
+  const auto& d = c.dims;
+  const int64_t bh = d.batch * d.heads;
+  Grads g;
+  g.gq.resize(bh * d.n_q * d.d_key);
+  g.gk.resize(bh * d.n_k * d.d_key);
+  g.gv.resize(bh * d.n_k * d.d_val);
+  attention_backward(c.opt, d, c.q, c.k, c.v, o.y, o.log_d, gy, g.gq, g.gk, g.gv, state_in);
+  return g;
+}
+
+// Every head of a backward against the oracle gradients, element by element.
+inline ::testing::AssertionResult grads_match(const Case& c, const std::vector<float>& gy,
+                                              const Grads& g) {
+  const auto& d = c.dims;
+  for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
+    std::vector<double> gyd(gy.begin() + bh * d.n_q * d.d_val,
+                            gy.begin() + (bh + 1) * d.n_q * d.d_val);
+    const HeadGrads ref = oracle_gradients(head_problem(c, bh), gyd);
+    const double bc = backward_c(ref, d.n_k, d.d_key, d.d_val);
+    for (auto r : {grad_matches(g.gq.data() + bh * d.n_q * d.d_key, ref.gq, ref.abs_gq, ref.unit_gq,
+                                bc, "gq", &ref.under_gq),
+                   grad_matches(g.gk.data() + bh * d.n_k * d.d_key, ref.gk, ref.abs_gk, ref.unit_gk,
+                                bc, "gk", &ref.under_gk),
+                   grad_matches(g.gv.data() + bh * d.n_k * d.d_val, ref.gv, ref.abs_gv, ref.unit_gv,
+                                bc, "gv")})
+      if (!r) return r << " (head " << bh << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Forward, then backward of a seeded gy, against the oracle gradients.
+inline ::testing::AssertionResult check_backward(const Case& c) {
+  const Output o = run_forward(c);
+  const auto gy = gaussian(o.y.size(), 1.0, 1234);
+  return grads_match(c, gy, run_backward(c, o, gy));
 }
 
 }  // namespace logattn::testing
