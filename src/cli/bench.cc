@@ -151,18 +151,6 @@ struct SgemmConfig {
   bool json = false;
 };
 
-// OpenBLAS kernel families that this CPU can run and that Debian's OpenBLAS 0.3.21 can be
-// told to use: the settings a user could try by hand, measured beside the default.
-std::vector<std::string> openblas_cores_for_this_cpu() {
-  __builtin_cpu_init();
-  std::vector<std::string> cores;
-  if (__builtin_cpu_supports("avx512f")) cores.push_back("SkylakeX");
-  if (__builtin_cpu_supports("avx512bf16")) cores.push_back("Cooperlake");
-  if (__builtin_cpu_supports("avx2")) cores.push_back("Haswell");
-  if (cores.empty()) cores.push_back("Sandybridge");
-  return cores;
-}
-
 struct SgemmSetting {
   std::string label;  // what the user sets to get it
   std::string kernel;
@@ -177,11 +165,6 @@ double sgemm_gflops(ops::GemmBackend backend, int64_t n, double min_time) {
                    n);
   });
   return 2.0 * n * n * n / sec / 1e9;
-}
-
-double median(std::vector<double> x) {
-  std::sort(x.begin(), x.end());
-  return x.empty() ? 0.0 : x[x.size() / 2];
 }
 
 int run_bench_sgemm(const SgemmConfig& c, const OptionTable& table) {
@@ -232,7 +215,7 @@ int run_bench_sgemm(const SgemmConfig& c, const OptionTable& table) {
       const std::string out =
           run_self({"bench", "sgemm", "--backend", "openblas", "--rounds", "1", "--size",
                     std::to_string(c.size), "--min-time", fmt::format("{}", c.min_time), "--json"},
-                   "OPENBLAS_CORETYPE", cores[i]);
+                   {{"OPENBLAS_CORETYPE", cores[i]}});
       const auto j = nlohmann::json::parse(out);
       auto& s = settings[in_process.size() + i];
       s.kernel = j.at("results").at(0).at("kernel").get<std::string>();

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "cli/bench_util.h"
@@ -14,6 +15,8 @@
 #include "generate/generator.h"
 #include "logattn/error.h"
 #include "model/model.h"
+#include "model/profile.h"
+#include "ops/matmul.h"
 #include "train/adamw.h"
 #include "util/memory.h"
 
@@ -27,10 +30,13 @@ struct TrainBenchConfig {
   int64_t batch = 16;
   int64_t context = 128;
   int64_t steps = 5;
+  bool profile = false;
+  bool compare = false;
+  int64_t rounds = 3;
   bool json = false;
 };
 
-std::string measure_train(const TrainBenchConfig& c) {
+nlohmann::json measure_train(const TrainBenchConfig& c) {
   model::ModelConfig mc = model::ModelConfig::preset(c.preset);
   mc.attention = c.attention;
   mc.validate();
@@ -42,37 +48,138 @@ std::string measure_train(const TrainBenchConfig& c) {
   std::vector<int32_t> x(B * T), y(B * T);
   for (auto& t : x) t = static_cast<int32_t>(rng() % mc.vocab);
   for (auto& t : y) t = static_cast<int32_t>(rng() % mc.vocab);
+  model::Profile profile;
+  double optimizer_s = 0;
   auto step = [&] {
     m.zero_grads();
     m.forward(x.data(), y.data(), B, T, true);
+    const auto t0 = Clock::now();
     train::clip_grad_norm(m.grads(), 1.0);
     opt.update(m.weights().data(), m.grads().data(), 1e-4);
+    optimizer_s += std::chrono::duration<double>(Clock::now() - t0).count();
   };
   step();  // warm-up (allocations)
+  optimizer_s = 0;
+  if (c.profile) m.set_profile(&profile);
   const auto t0 = Clock::now();
   for (int64_t i = 0; i < c.steps; ++i) step();
   const double sec = std::chrono::duration<double>(Clock::now() - t0).count() / c.steps;
-  return fmt::format(
-      "{{\"preset\": \"{}\", \"attention\": \"{}\", \"parameters\": {}, \"batch\": {}, "
-      "\"context\": {}, "
-      "\"seconds_per_step\": "
-      "{:.6g}, \"tokens_per_s\": {:.6g}, \"peak_mib\": {:.1f}}}",
-      c.preset, mc.attention, mc.parameter_count(), B, T, sec, B * T / sec,
-      util::peak_resident_bytes() / 1048576.0);
+  nlohmann::json j = {{"preset", c.preset},
+                      {"attention", mc.attention},
+                      {"parameters", mc.parameter_count()},
+                      {"batch", B},
+                      {"context", T},
+                      {"sgemm", ops::gemm_backend_name()},
+                      {"seconds_per_step", sec},
+                      {"tokens_per_s", static_cast<double>(B * T) / sec},
+                      {"peak_mib", util::peak_resident_bytes() / 1048576.0}};
+  if (c.profile) {
+    nlohmann::json ops = nlohmann::json::array();
+    for (int op = 0; op < model::kOpCount; ++op)
+      ops.push_back({{"op", model::op_name(static_cast<model::Op>(op))},
+                     {"kernel", model::op_kernel(static_cast<model::Op>(op))},
+                     {"forward_s", profile.seconds[0][op] / c.steps},
+                     {"backward_s", profile.seconds[1][op] / c.steps}});
+    ops.push_back({{"op", "clip + AdamW"},
+                   {"kernel", "logattn loops"},
+                   {"forward_s", 0.0},
+                   {"backward_s", optimizer_s / c.steps}});
+    j["profile"] = ops;
+  }
+  return j;
+}
+
+void print_profile(const nlohmann::json& r) {
+  const double step = r.at("seconds_per_step").get<double>();
+  fmt::print("{:<32} {:<30} {:>11} {:>12} {:>7}\n", "operation", "kernel", "forward ms",
+             "backward ms", "share");
+  double total = 0;
+  for (const auto& op : r.at("profile")) {
+    const double f = op.at("forward_s").get<double>(), b = op.at("backward_s").get<double>();
+    total += f + b;
+    fmt::print("{:<32} {:<30} {:>11.2f} {:>12.2f} {:>6.1f}%\n", op.at("op").get<std::string>(),
+               op.at("kernel").get<std::string>(), f * 1e3, b * 1e3, 100 * (f + b) / step);
+  }
+  fmt::print("{:<32} {:<30} {:>24.2f} {:>6.1f}%\n", "(not in an operation above)", "",
+             (step - total) * 1e3, 100 * (step - total) / step);
 }
 
 int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
   if (c.batch < 1 || c.context < 1 || c.steps < 1)
     throw Error("bench train: --batch, --context and --steps must be at least 1");
+  if (c.rounds < 1 || c.rounds > 100) throw Error("bench train: --rounds must be in [1, 100]");
   if (!c.json)
     fmt::print("logattn bench train\nconfig: {}\n", table.describe() + " " + machine_config());
   std::fflush(stdout);
-  const std::string r = in_child([&] { return measure_train(c); });
-  if (c.json) {
-    fmt::print("{}\n", r);
-  } else {
-    fmt::print("{}\n", r);
+  if (!c.compare) {
+    const auto r = nlohmann::json::parse(in_child([&] { return measure_train(c).dump(); }));
+    if (r.contains("error")) throw Error("bench train: " + r.at("error").get<std::string>());
+    if (c.json) {
+      fmt::print("{}\n", r.dump());
+      return 0;
+    }
+    fmt::print("{:.4f} s/step, {:.0f} tokens/s, peak {:.1f} MiB ({} parameters, sgemm {})\n",
+               r.at("seconds_per_step").get<double>(), r.at("tokens_per_s").get<double>(),
+               r.at("peak_mib").get<double>(), r.at("parameters").get<int64_t>(),
+               r.at("sgemm").get<std::string>());
+    if (c.profile) print_profile(r);
+    return 0;
   }
+  // Each matrix-product setting in its own process, alternating rounds.
+  struct Setting {
+    std::string label;
+    std::vector<std::pair<std::string, std::string>> env;
+    std::string kernel;
+    std::vector<double> tokens_per_s;
+  };
+  std::vector<Setting> settings = {
+      {"LOGATTN_GEMM=onednn", {{"LOGATTN_GEMM", "onednn"}}, "", {}},
+      {"LOGATTN_GEMM=openblas", {{"LOGATTN_GEMM", "openblas"}}, "", {}}};
+  for (const auto& core : openblas_cores_for_this_cpu())
+    settings.push_back({"LOGATTN_GEMM=openblas OPENBLAS_CORETYPE=" + core,
+                        {{"LOGATTN_GEMM", "openblas"}, {"OPENBLAS_CORETYPE", core}},
+                        "",
+                        {}});
+  const std::vector<std::string> args = {"bench",       "train",
+                                         "--preset",    c.preset,
+                                         "--attention", c.attention,
+                                         "--batch",     std::to_string(c.batch),
+                                         "--context",   std::to_string(c.context),
+                                         "--steps",     std::to_string(c.steps),
+                                         "--json"};
+  for (int64_t r = 0; r < c.rounds; ++r)
+    for (auto& s : settings) {
+      const std::string out = run_self(args, s.env);
+      const auto j = nlohmann::json::parse(out.substr(out.find('{')));
+      s.kernel = j.at("sgemm").get<std::string>();
+      s.tokens_per_s.push_back(j.at("tokens_per_s").get<double>());
+    }
+  double best = 0;
+  for (const auto& s : settings) best = std::max(best, median(s.tokens_per_s));
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& s : settings)
+    results.push_back({{"setting", s.label},
+                       {"kernel", s.kernel},
+                       {"tokens_per_s", median(s.tokens_per_s)},
+                       {"rounds", s.tokens_per_s}});
+  const std::string mine = ops::gemm_backend() == ops::GemmBackend::kOneDnn
+                               ? "LOGATTN_GEMM=onednn"
+                               : "LOGATTN_GEMM=openblas";
+  double mine_rate = 0;
+  for (const auto& s : settings)
+    if (s.label == mine) mine_rate = median(s.tokens_per_s);
+  if (c.json) {
+    fmt::print(
+        "{}\n",
+        nlohmann::json({{"results", results}, {"default_of_best", mine_rate / best}}).dump());
+    return 0;
+  }
+  fmt::print("{:<52} {:<26} {:>10} {:>8}\n", "setting", "kernel", "tokens/s", "of best");
+  for (const auto& s : settings)
+    fmt::print("{:<52} {:<26} {:>10.0f} {:>7.0f}%\n", s.label, s.kernel, median(s.tokens_per_s),
+               100 * median(s.tokens_per_s) / best);
+  fmt::print("this process's setting ({}): {:.0f}% of the best (median of {} rounds)\n", mine,
+             100 * mine_rate / best, c.rounds);
   return 0;
 }
 
@@ -161,6 +268,11 @@ Runner add_bench_train_command(CLI::App& bench) {
       .add("--batch", &cfg->batch, "sequences per step")
       .add("--context", &cfg->context, "tokens per sequence")
       .add("--steps", &cfg->steps, "steps to time (after one warm-up step)")
+      .add("--profile", &cfg->profile, "time each operation of the step, with its kernel")
+      .add("--compare", &cfg->compare,
+           "time the step under each matrix-product setting (oneDNN, OpenBLAS and its kernels "
+           "for this CPU), alternating rounds, each in its own process")
+      .add("--rounds", &cfg->rounds, "rounds of --compare")
       .add("--json", &cfg->json, "print JSON");
   table->attach(cmd);
   return [cfg, table, cmd] { return cmd->parsed() ? run_bench_train(*cfg, *table) : -1; };

@@ -6,11 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace logattn::cli {
@@ -57,10 +59,10 @@ inline std::string in_child(Fn fn) {
   return out;
 }
 
-// Runs this executable again with args (argv[1..]) and one environment variable set, for
+// Runs this executable again with args (argv[1..]) and environment variables set, for
 // settings that a library reads only when it loads (OPENBLAS_CORETYPE); returns its stdout.
-inline std::string run_self(const std::vector<std::string>& args, const std::string& env_name,
-                            const std::string& env_value) {
+inline std::string run_self(const std::vector<std::string>& args,
+                            const std::vector<std::pair<std::string, std::string>>& env) {
   int fds[2];
   if (pipe(fds) != 0) throw std::runtime_error("bench: pipe failed");
   std::fflush(stdout);
@@ -71,7 +73,7 @@ inline std::string run_self(const std::vector<std::string>& args, const std::str
     close(fds[0]);
     dup2(fds[1], STDOUT_FILENO);
     close(fds[1]);
-    setenv(env_name.c_str(), env_value.c_str(), 1);
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
     std::vector<char*> argv;
     std::string self = "logattn";
     argv.push_back(self.data());
@@ -89,9 +91,25 @@ inline std::string run_self(const std::vector<std::string>& args, const std::str
   int status = 0;
   waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty())
-    throw std::runtime_error("bench: a measurement process (" + env_name + "=" + env_value +
-                             ") failed");
+    throw std::runtime_error("bench: a measurement process (" + args.at(1) + ") failed");
   return out;
+}
+
+// OpenBLAS kernel families that this CPU can run and that Debian's OpenBLAS 0.3.21 can be
+// told to use: the settings a user could try by hand, measured beside the default.
+inline std::vector<std::string> openblas_cores_for_this_cpu() {
+  __builtin_cpu_init();
+  std::vector<std::string> cores;
+  if (__builtin_cpu_supports("avx512f")) cores.push_back("SkylakeX");
+  if (__builtin_cpu_supports("avx512bf16")) cores.push_back("Cooperlake");
+  if (__builtin_cpu_supports("avx2")) cores.push_back("Haswell");
+  if (cores.empty()) cores.push_back("Sandybridge");
+  return cores;
+}
+
+inline double median(std::vector<double> x) {
+  std::sort(x.begin(), x.end());
+  return x.empty() ? 0.0 : x[x.size() / 2];
 }
 
 // Seconds per call of fn, over at least min_time seconds after one warm-up call.

@@ -171,12 +171,16 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
   const float* W = w_.data();
 
   // Embedding and EmbedPosition: x0 = emb + h, h the log-space recurrence from h_{-1} = 0.
-  parallel_for(N, N * E, [&](int64_t i) {
-    std::copy(W + layout_.embed + tokens[i] * E, W + layout_.embed + (tokens[i] + 1) * E,
-              emb_.data() + i * E);
+  timed(Op::kEmbedding, false, [&] {
+    parallel_for(N, N * E, [&](int64_t i) {
+      std::copy(W + layout_.embed + tokens[i] * E, W + layout_.embed + (tokens[i] + 1) * E,
+                emb_.data() + i * E);
+    });
   });
-  ops::linear_forward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, W + layout_.pos_b, ul_.data());
-  ops::log_recurrence_forward(B, T, E, ul_.data(), state ? state->h.data() : nullptr, h_.data());
+  timed(Op::kPosition, false, [&] {
+    ops::linear_forward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, W + layout_.pos_b, ul_.data());
+    ops::log_recurrence_forward(B, T, E, ul_.data(), state ? state->h.data() : nullptr, h_.data());
+  });
   if (state)
     for (int64_t b = 0; b < B; ++b)
       std::copy(h_.begin() + ((b * T) + T - 1) * E, h_.begin() + (b * T + T) * E,
@@ -190,16 +194,24 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     LayerActs& a = acts_[l];
     const auto& p = layout_.layers[l];
     if (l == 0) {
-      for (int64_t i = 0; i < N * E; ++i) a.x[i] = emb_[i] + h_[i];
+      timed(Op::kResidual, false, [&] {
+        for (int64_t i = 0; i < N * E; ++i) a.x[i] = emb_[i] + h_[i];
+      });
     }
-    ops::layernorm_forward(N, E, a.x.data(), W + p.ln_w, W + p.ln_b, a.xn.data(), a.mean.data(),
-                           a.rstd.data());
+    timed(Op::kLayerNorm, false, [&] {
+      ops::layernorm_forward(N, E, a.x.data(), W + p.ln_w, W + p.ln_b, a.xn.data(), a.mean.data(),
+                             a.rstd.data());
+    });
     if (state && N == 1 && !softmax_) {
       step_heads(l, state->layers[l]);  // one sequence, one token: W1 and the step fused
     } else {
-      ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data());
-      permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
+      timed(Op::kProjection, false,
+            [&] { ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data()); });
+      timed(Op::kPermute, false, [&] {
+        permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
+      });
       if (softmax_ && !state) resize(a.p, B * H * T * T);  // the twin's weights, for backward
+      const auto t0 = std::chrono::steady_clock::now();
       if (softmax_ && state)  // forward_with_state: through the key/value cache
         ops::softmax_attention_extend(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
                                       a.logy.data(), state->caches.data() + l * B * H);
@@ -212,13 +224,21 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
         attention_step(a.q, a.k, a.lv, a.logy, state->layers[l], a.log_d);
       else
         attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, &state->layers[l]);
+      if (profile_)
+        profile_->seconds[0][static_cast<int>(Op::kAttention)] +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
-    heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false);
-    ops::linear_forward(N, A, 2 * E, a.a.data(), W + p.w2, W + p.b2, a.g.data());
-    ops::glu_forward(N, E, a.g.data(), a.glu.data());
+    timed(Op::kPermute, false,
+          [&] { heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false); });
+    timed(Op::kMix, false,
+          [&] { ops::linear_forward(N, A, 2 * E, a.a.data(), W + p.w2, W + p.b2, a.g.data()); });
+    timed(Op::kGlu, false, [&] { ops::glu_forward(N, E, a.g.data(), a.glu.data()); });
     float* next = l + 1 < cfg_.n_layers ? acts_[l + 1].x.data() : x_last_.data();
-    ops::linear_forward(N, E, E, a.glu.data(), W + p.w3, nullptr, next);
-    for (int64_t i = 0; i < N * E; ++i) next[i] += a.x[i];
+    timed(Op::kOut, false,
+          [&] { ops::linear_forward(N, E, E, a.glu.data(), W + p.w3, nullptr, next); });
+    timed(Op::kResidual, false, [&] {
+      for (int64_t i = 0; i < N * E; ++i) next[i] += a.x[i];
+    });
   }
   if (cfg_.n_layers == 0)
     for (int64_t i = 0; i < N * E; ++i) x_last_[i] = emb_[i] + h_[i];
@@ -233,15 +253,23 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     ops::gemm(false, true, B, V, E, 1.f, xf_.data(), E, W + layout_.embed, E, 0.f, logits, V);
     return 0.0;
   }
-  ops::layernorm_forward(N, E, x_last_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
-                         meanf_.data(), rstdf_.data());
-  ops::gemm(false, true, N, V, E, 1.f, xf_.data(), E, W + layout_.embed, E, 0.f, logits_.data(), V);
+  timed(Op::kLayerNorm, false, [&] {
+    ops::layernorm_forward(N, E, x_last_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
+                           meanf_.data(), rstdf_.data());
+  });
+  timed(Op::kHead, false, [&] {
+    ops::gemm(false, true, N, V, E, 1.f, xf_.data(), E, W + layout_.embed, E, 0.f, logits_.data(),
+              V);
+  });
   if (logits) std::copy(logits_.begin(), logits_.end(), logits);
   if (!targets) return 0.0;
   // The logits buffer becomes dlogits when a backward follows.
-  const double loss =
-      ops::cross_entropy(N, V, logits_.data(), targets, backward_pass ? logits_.data() : nullptr,
-                         grad_scale / static_cast<float>(N));
+  double loss = 0.0;
+  timed(Op::kCrossEntropy, false, [&] {
+    loss =
+        ops::cross_entropy(N, V, logits_.data(), targets, backward_pass ? logits_.data() : nullptr,
+                           grad_scale / static_cast<float>(N));
+  });
   if (backward_pass) backward(tokens, B, T);
   return loss;
 }
@@ -253,10 +281,14 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
   float* G = g_.data();
   const float* dlogits = logits_.data();
   // Tied head: logits = xf embed^T.
-  ops::gemm(true, false, V, E, N, 1.f, dlogits, V, xf_.data(), E, 1.f, G + layout_.embed, E);
-  ops::gemm(false, false, N, E, V, 1.f, dlogits, V, W + layout_.embed, E, 0.f, dxn_.data(), E);
-  ops::layernorm_backward(N, E, x_last_.data(), W + layout_.lnf_w, meanf_.data(), rstdf_.data(),
-                          dxn_.data(), dx_.data(), G + layout_.lnf_w, G + layout_.lnf_b, false);
+  timed(Op::kHead, true, [&] {
+    ops::gemm(true, false, V, E, N, 1.f, dlogits, V, xf_.data(), E, 1.f, G + layout_.embed, E);
+    ops::gemm(false, false, N, E, V, 1.f, dlogits, V, W + layout_.embed, E, 0.f, dxn_.data(), E);
+  });
+  timed(Op::kLayerNorm, true, [&] {
+    ops::layernorm_backward(N, E, x_last_.data(), W + layout_.lnf_w, meanf_.data(), rstdf_.data(),
+                            dxn_.data(), dx_.data(), G + layout_.lnf_w, G + layout_.lnf_b, false);
+  });
   AttentionOptions opt;
   opt.causal = true;
   opt.values = Values::kLog;
@@ -265,34 +297,51 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
     LayerActs& a = acts_[l];
     const auto& p = layout_.layers[l];
     // x_{l+1} = x_l + W3 glu(W2 a + b2): dx passes through the residual unchanged.
-    ops::linear_backward(N, E, E, a.glu.data(), W + p.w3, dx_.data(), dglu_.data(), G + p.w3,
-                         nullptr, false);
-    ops::glu_backward(N, E, a.g.data(), dglu_.data(), dg_.data());
-    ops::linear_backward(N, A, 2 * E, a.a.data(), W + p.w2, dg_.data(), da_.data(), G + p.w2,
-                         G + p.b2, false);
-    heads_to_tokens(B, T, H, dv, da_.data(), dlogy_.data(), true);
-    if (softmax_)
-      ops::softmax_attention_backward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
-                                      a.logy.data(), a.p.data(), dlogy_.data(), dq_.data(),
-                                      dk_.data(), dlv_.data());
-    else
-      attention_backward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, dlogy_, dq_, dk_, dlv_);
-    permute_heads(B, T, H, dk, dv, dproj_.data(), dq_.data(), dk_.data(), dlv_.data(), false);
-    ops::linear_backward(N, E, P, a.xn.data(), W + p.w1, dproj_.data(), dxn_.data(), G + p.w1,
-                         G + p.b1, false);
-    ops::layernorm_backward(N, E, a.x.data(), W + p.ln_w, a.mean.data(), a.rstd.data(), dxn_.data(),
-                            dx_.data(), G + p.ln_w, G + p.ln_b, true);
+    timed(Op::kOut, true, [&] {
+      ops::linear_backward(N, E, E, a.glu.data(), W + p.w3, dx_.data(), dglu_.data(), G + p.w3,
+                           nullptr, false);
+    });
+    timed(Op::kGlu, true, [&] { ops::glu_backward(N, E, a.g.data(), dglu_.data(), dg_.data()); });
+    timed(Op::kMix, true, [&] {
+      ops::linear_backward(N, A, 2 * E, a.a.data(), W + p.w2, dg_.data(), da_.data(), G + p.w2,
+                           G + p.b2, false);
+    });
+    timed(Op::kPermute, true,
+          [&] { heads_to_tokens(B, T, H, dv, da_.data(), dlogy_.data(), true); });
+    timed(Op::kAttention, true, [&] {
+      if (softmax_)
+        ops::softmax_attention_backward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
+                                        a.logy.data(), a.p.data(), dlogy_.data(), dq_.data(),
+                                        dk_.data(), dlv_.data());
+      else
+        attention_backward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, dlogy_, dq_, dk_, dlv_);
+    });
+    timed(Op::kPermute, true, [&] {
+      permute_heads(B, T, H, dk, dv, dproj_.data(), dq_.data(), dk_.data(), dlv_.data(), false);
+    });
+    timed(Op::kProjection, true, [&] {
+      ops::linear_backward(N, E, P, a.xn.data(), W + p.w1, dproj_.data(), dxn_.data(), G + p.w1,
+                           G + p.b1, false);
+    });
+    timed(Op::kLayerNorm, true, [&] {
+      ops::layernorm_backward(N, E, a.x.data(), W + p.ln_w, a.mean.data(), a.rstd.data(),
+                              dxn_.data(), dx_.data(), G + p.ln_w, G + p.ln_b, true);
+    });
   }
   // x0 = emb + h(dense(emb)).
-  ops::log_recurrence_backward(B, T, E, ul_.data(), nullptr, h_.data(), dx_.data(), dul_.data());
-  ops::linear_backward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, dul_.data(), dx_.data(),
-                       G + layout_.pos_w, G + layout_.pos_b, true);
+  timed(Op::kPosition, true, [&] {
+    ops::log_recurrence_backward(B, T, E, ul_.data(), nullptr, h_.data(), dx_.data(), dul_.data());
+    ops::linear_backward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, dul_.data(), dx_.data(),
+                         G + layout_.pos_w, G + layout_.pos_b, true);
+  });
   // Embedding rows: columns in parallel, tokens in order (deterministic).
   float* ge = G + layout_.embed;
-  parallel_for((E + 15) / 16, N * E, [&](int64_t blk) {
-    const int64_t j0 = blk * 16;
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = j0; j < std::min(j0 + 16, E); ++j) ge[tokens[i] * E + j] += dx_[i * E + j];
+  timed(Op::kEmbedding, true, [&] {
+    parallel_for((E + 15) / 16, N * E, [&](int64_t blk) {
+      const int64_t j0 = blk * 16;
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = j0; j < std::min(j0 + 16, E); ++j) ge[tokens[i] * E + j] += dx_[i * E + j];
+    });
   });
 }
 

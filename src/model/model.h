@@ -9,6 +9,7 @@
 #include "logattn/attention.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "model/profile.h"
 #include "ops/softmax_attention.h"
 
 namespace logattn::model {
@@ -51,6 +52,10 @@ class Model {
   void forward_with_state(const int32_t* tokens, int64_t B, int64_t T, ModelState& state,
                           float* last_logits);
 
+  // Attaches a profile that forward and backward add their time per operation to (nullptr:
+  // none, the default).
+  void set_profile(Profile* profile) { profile_ = profile; }
+
   // Bytes held for activations at the last shape used.
   int64_t activation_bytes() const;
 
@@ -67,10 +72,20 @@ class Model {
   // of W1 and its attention step in one block, the heads split with the partner thread, so
   // that q, k, v stay in the core that made them and the attention runs on both cores.
   void step_heads(int64_t l, AttentionState& state);
+  // Runs f, adding its wall time to the profile's op when one is attached.
+  template <typename F>
+  void timed(Op op, bool backward_pass, F&& f) {
+    if (!profile_) return f();
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    profile_->seconds[backward_pass][static_cast<int>(op)] +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
 
   ModelConfig cfg_;
   ParamLayout layout_;
   bool softmax_ = false;  // the conventional twin
+  Profile* profile_ = nullptr;
   std::vector<float> w_, g_;
   int64_t B_ = 0, T_ = 0;
   std::vector<LayerActs> acts_;

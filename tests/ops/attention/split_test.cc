@@ -28,20 +28,53 @@ void put(std::vector<float>& x, const std::vector<float>& part, int64_t bh, int6
               x.begin() + (h * n + t0) * d);
 }
 
-::testing::AssertionResult states_match(const AttentionState& a, const AttentionState& b) {
+// Two states of the same tokens (c's, all of them) from different splits. The maxima m and
+// c are exact whatever the order. z and s sum n terms exp(k_sd - m_d) (times v_sj, or
+// exp(log v_sj - c_j)): each term's argument rounds by u times <= 2 K (K = max |k|, plus 2 L
+// for log-values, L = max finite |log v|), the exp by one more u, and the sum and its
+// rescalings add <= 3 n u of the terms' magnitudes. Each state is within that of the exact
+// sums, so the two are within twice it: (2 (4 K + 4 L + 2) + 6 n) u of the magnitudes.
+::testing::AssertionResult states_match(const AttentionState& a, const AttentionState& b,
+                                        const Case& c) {
   if (a.tokens() != b.tokens()) return ::testing::AssertionFailure() << "token counts differ";
-  const int64_t per = a.floats_per_head(), dk = a.d_key(), dv = a.d_val();
+  const int64_t per = a.floats_per_head(), dk = a.d_key(), dv = a.d_val(), n = c.dims.n_k;
+  const bool log_values = c.opt.values == Values::kLog;
   for (int64_t bh = 0; bh < a.batch() * a.heads(); ++bh) {
     const float* x = a.data().data() + bh * per;
     const float* y = b.data().data() + bh * per;
-    for (int64_t i = 0; i < 2 * dk + dv; ++i)  // m, z, c
-      if (std::abs(x[i] - y[i]) > 1e-5f * std::max(1.f, std::abs(y[i])))
-        return ::testing::AssertionFailure() << "head " << bh << " m/z/c[" << i << "]";
-    float scale = 0.f;
-    for (int64_t i = 2 * dk + dv; i < per; ++i) scale = std::max(scale, std::abs(y[i]));
-    for (int64_t i = 2 * dk + dv; i < per; ++i)
-      if (std::abs(x[i] - y[i]) > 1e-5f * scale)
-        return ::testing::AssertionFailure() << "head " << bh << " s[" << i << "]";
+    for (int64_t d = 0; d < dk; ++d)
+      if (x[d] != y[d]) return ::testing::AssertionFailure() << "head " << bh << " m[" << d << "]";
+    for (int64_t j = 0; j < dv; ++j)
+      if (x[2 * dk + j] != y[2 * dk + j])
+        return ::testing::AssertionFailure() << "head " << bh << " c[" << j << "]";
+    const float* k = c.k.data() + bh * n * dk;
+    const float* v = c.v.data() + bh * n * dv;
+    double kmax = 0.0, lmax = 0.0;
+    for (int64_t i = 0; i < n * dk; ++i) kmax = std::max(kmax, std::abs(double(k[i])));
+    if (log_values)
+      for (int64_t i = 0; i < n * dv; ++i)
+        if (std::isfinite(v[i])) lmax = std::max(lmax, std::abs(double(v[i])));
+    const double bound = (2 * (4 * kmax + 4 * lmax + 2) + 6.0 * n) * kU;
+    for (int64_t d = 0; d < dk; ++d) {
+      double zmag = 0.0;
+      std::vector<double> smag(dv, 0.0);
+      for (int64_t t = 0; t < n; ++t) {
+        const double w = std::exp(double(k[t * dk + d]) - y[d]);
+        zmag += w;
+        for (int64_t j = 0; j < dv; ++j)
+          smag[j] += log_values ? w * std::exp(double(v[t * dv + j]) - y[2 * dk + j])
+                                : w * std::abs(double(v[t * dv + j]));
+      }
+      if (std::abs(x[dk + d] - y[dk + d]) > bound * zmag + kEta)
+        return ::testing::AssertionFailure() << "head " << bh << " z[" << d << "]";
+      for (int64_t j = 0; j < dv; ++j) {
+        const int64_t i = 2 * dk + dv + d * dv + j;
+        if (std::abs(x[i] - y[i]) > bound * smag[j] + kEta)
+          return ::testing::AssertionFailure()
+                 << "head " << bh << " s[" << d << ", " << j << "]: " << x[i] << " vs " << y[i]
+                 << " (bound " << bound * smag[j] << ")";
+      }
+    }
   }
   return ::testing::AssertionSuccess();
 }
@@ -101,7 +134,7 @@ TEST_P(Splits, PrefillThenStepsAndRandomChunks) {
     AttentionState st(2, 2, 16, 8, values);
     const Output o = run_in_pieces(c, sizes, st);
     EXPECT_TRUE(matches_oracle(c, o)) << sizes.size() << " pieces";
-    EXPECT_TRUE(states_match(st, whole)) << sizes.size() << " pieces";
+    EXPECT_TRUE(states_match(st, whole, c)) << sizes.size() << " pieces";
   }
 }
 
