@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side, in one run: logattn's attention against the PyTorch reference formulation
 (logcumsumexp over [n, d_key, d_val], as the paper's reference code computes it) and against
-this machine's OpenBLAS sgemm rate. Prints a table of ratios.
+this machine's sgemm rate (the matrix-product backend the process uses). Prints a table of ratios.
 
 Run:  /usr/bin/python3 bench/compare_torch.py [--build build] [--quick]
 Needs Debian's python3-torch (scripts/setup.sh installs it). Each measurement runs in a
@@ -83,9 +83,11 @@ def main():
                                            ",".join(map(str, all_n)), "--log-values", *common)}
     ours_signed = {r["n"]: r for r in logattn(args.build, "bench", "attention", "--n",
                                               ",".join(map(str, all_n)), *common)}
-    sgemm = logattn(args.build, "bench", "sgemm")
+    backend = "openblas" if os.environ.get("LOGATTN_GEMM") == "openblas" else "onednn"
+    sgemm = logattn(args.build, "bench", "sgemm", "--backend", backend, "--rounds", "1")
+    sgemm["gflops"] = sgemm["results"][0]["gflops"]
     print(f"B=1 H={H} dk={dk} dv={dv}; PyTorch {__import__('torch').__version__} on 2 threads; "
-          f"OpenBLAS sgemm {sgemm['gflops']:.1f} GFLOP/s on {sgemm['threads']} threads")
+          f"sgemm ({sgemm['sgemm']}) {sgemm['gflops']:.1f} GFLOP/s on {sgemm['threads']} threads")
     print(f"{'n':>6} {'pass':>8} {'PyTorch tok/s':>14} {'PyT MiB':>8} {'logattn log-v tok/s':>20} "
           f"{'ratio':>7} {'MiB':>7} {'signed tok/s':>13} {'ratio':>7} {'of sgemm':>8}")
     # "of sgemm": the forward's 4 n dk dv FLOPs per head against the sgemm rate.

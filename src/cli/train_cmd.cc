@@ -57,10 +57,12 @@ void declare_train_options(OptionTable& t, train::TrainConfig& c) {
 }
 
 train::TrainResult train_with_progress(const train::TrainConfig& c, const OptionTable& table) {
-  fmt::print("logattn train\nconfig: {}\n", table.describe() + " " + machine_config());
+  fmt::print("logattn train\nconfig: {}\n{}\n", table.describe() + " " + machine_config(),
+             matrix_product_rate());
   std::fflush(stdout);
   Progress progress("train", c.steps);
   double last_val = -1;
+  int64_t reported = 0;
   const int64_t plain_every = std::max<int64_t>(1, c.steps / 20);
   std::unique_ptr<Progress> data_bar;
   auto data_progress = [&](int64_t done, int64_t total) {
@@ -78,7 +80,8 @@ train::TrainResult train_with_progress(const train::TrainConfig& c, const Option
                         r.tokens_per_s, duration(r.eta_s));
         if (progress.on_terminal()) {
           progress.update(r.step, status);
-        } else if (r.evaluated || r.step % plain_every == 0) {
+        } else if (++reported == 10 || r.evaluated || r.step % plain_every == 0) {
+          // The tenth step of this run gives a throughput past the warm-up early on.
           fmt::print("{}\n", status);
           std::fflush(stdout);
         }

@@ -23,7 +23,12 @@ constexpr int64_t kGemvRows = 16;
 
 GemmBackend backend_from_env() {
   const char* env = std::getenv("LOGATTN_GEMM");
-  if (!env || !*env || std::strcmp(env, "onednn") == 0) return GemmBackend::kOneDnn;
+  if (!env || !*env) {
+    // A user who names an OpenBLAS kernel asks for OpenBLAS.
+    const char* core = std::getenv("OPENBLAS_CORETYPE");
+    return core && *core ? GemmBackend::kOpenBlas : GemmBackend::kOneDnn;
+  }
+  if (std::strcmp(env, "onednn") == 0) return GemmBackend::kOneDnn;
   if (std::strcmp(env, "openblas") == 0) return GemmBackend::kOpenBlas;
   throw Error(std::string("LOGATTN_GEMM='") + env +
               "' is not a matrix-product backend; use onednn or openblas");

@@ -6,8 +6,8 @@
 // Backends: oneDNN (the default) picks its kernels by the CPU's features (AVX2, AVX-512,
 // AMX), so a CPU newer than the libraries runs at full speed; Debian's OpenBLAS picks its
 // kernels by CPU model and falls back to generic SSE3 kernels on models it does not know.
-// LOGATTN_GEMM=openblas selects OpenBLAS (then OPENBLAS_CORETYPE chooses its kernels);
-// DNNL_MAX_CPU_ISA caps oneDNN's. Inside an OpenMP parallel region both run on the calling
+// LOGATTN_GEMM=openblas selects OpenBLAS, and so does OPENBLAS_CORETYPE set without
+// LOGATTN_GEMM (a user naming an OpenBLAS kernel gets it); DNNL_MAX_CPU_ISA caps oneDNN's. Inside an OpenMP parallel region both run on the calling
 // thread only, so per-head products do not oversubscribe the cores.
 #pragma once
 
@@ -18,7 +18,8 @@ namespace logattn::ops {
 
 enum class GemmBackend { kOneDnn, kOpenBlas };
 
-// The backend of this process: LOGATTN_GEMM (onednn | openblas), oneDNN when unset.
+// The backend of this process: LOGATTN_GEMM (onednn | openblas); when unset, OpenBLAS if
+// OPENBLAS_CORETYPE is set, else oneDNN.
 // Throws logattn::Error naming the variable when it holds anything else.
 GemmBackend gemm_backend();
 

@@ -36,6 +36,29 @@ class Cli(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--bogus", r.stderr)
 
+    def test_matrix_product_backend_is_named_and_chosen_by_the_environment(self):
+        def bench_sgemm(**env):
+            e = dict(os.environ)
+            for k in ("LOGATTN_GEMM", "OPENBLAS_CORETYPE"):
+                e.pop(k, None)
+            e.update(env)
+            return subprocess.run([LOGATTN, "bench", "sgemm", "--size", "64", "--min-time", "0.01",
+                                   "--rounds", "1", "--openblas-cores", "none"],
+                                  capture_output=True, encoding="latin-1", env=e, timeout=120)
+        r = bench_sgemm()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"config: .* sgemm=oneDNN \d+\.\d+\.\d+ \w+")
+        self.assertIn("LOGATTN_GEMM=openblas", r.stdout)  # measured side by side
+        r = bench_sgemm(LOGATTN_GEMM="openblas")
+        self.assertRegex(r.stdout, r"sgemm=OpenBLAS \d+\.\d+\.\d+ \w+")
+        # An OpenBLAS kernel named by the user is obeyed, and selects OpenBLAS.
+        r = bench_sgemm(OPENBLAS_CORETYPE="Prescott")
+        self.assertIn("sgemm=OpenBLAS 0.3", r.stdout)
+        self.assertIn(" Prescott", r.stdout)
+        r = bench_sgemm(LOGATTN_GEMM="mkl")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("LOGATTN_GEMM='mkl' is not a matrix-product backend", r.stderr)
+
     def test_missing_data(self):
         r = run("train", "--data", os.path.join(self.dir, "nope"), "--out", self.dir + "/run")
         self.assertEqual(r.returncode, 1)
