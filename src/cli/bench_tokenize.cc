@@ -31,7 +31,7 @@ int run_bench_tokenize(const TokenizeBenchConfig& c, const OptionTable& table) {
   if (c.repeat < 1 || c.block_kib < 1)
     throw Error("bench tokenize: --repeat and --block-kib must be at least 1");
   for (const int64_t t : c.threads)
-    if (t < 1) throw Error("bench tokenize: --threads must be at least 1");
+    if (t < 1 || t > 1024) throw Error("bench tokenize: every --threads must be in [1, 1024]");
   const auto tok = tokenizer::load_tokenizer(c.tokenizer, c.gpt2_dir);
   const io::MappedFile file(c.data);
   const std::string_view text = file.bytes();

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "generate/generator.h"
+#include "io/files.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
 #include "tokenizer/tokenizer.h"
@@ -56,6 +57,7 @@ std::string_view token_text(const tokenizer::Tokenizer& tok, int32_t id) {
 int run_batch(const GenerateConfig& c, const generate::SampleOptions& so) {
   if (!c.prompt.empty() || !c.prompt_file.empty() || !c.load_state.empty() || !c.save_state.empty())
     throw Error("generate: --prompts-file goes without --prompt, --prompt-file and states");
+  io::require_regular_file(c.prompts_file, "generate: --prompts-file");
   std::ifstream in(c.prompts_file, std::ios::binary);
   if (!in) throw Error("generate: cannot read " + c.prompts_file);
   std::vector<std::string> lines;
@@ -87,6 +89,7 @@ int run_generate(const GenerateConfig& c) {
   std::string prompt = c.prompt;
   if (!c.prompt_file.empty()) {
     if (!prompt.empty()) throw Error("generate: give --prompt or --prompt-file, not both");
+    io::require_regular_file(c.prompt_file, "generate: --prompt-file");
     std::ifstream in(c.prompt_file, std::ios::binary);
     if (!in) throw Error("generate: cannot read " + c.prompt_file);
     prompt.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

@@ -51,7 +51,9 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 int run_tokenize(const TokenizeConfig& c, const OptionTable& table) {
   const int modes = !c.data.empty() + !c.text.empty() + !c.decode.empty();
   if (modes != 1) throw Error("tokenize: give exactly one of --data, --text and --decode");
-  if (c.threads < 0) throw Error("tokenize: --threads must be at least 0");
+  if (c.threads < 0 || c.threads > 1024)
+    throw Error("tokenize: --threads must be in [0, 1024] (0: all cores), got " +
+                std::to_string(c.threads));
   const auto tok = tokenizer::load_tokenizer(c.tokenizer, c.gpt2_dir);
   if (!c.text.empty()) {
     fmt::print("[{}]\n", fmt::join(tok->encode(c.text), ", "));

@@ -6,6 +6,7 @@
 
 #include "io/safetensors.h"
 #include "logattn/error.h"
+#include "util/checked.h"
 
 namespace logattn::generate {
 
@@ -74,8 +75,8 @@ void Generator::load(const std::string& path) {
   fill("embed_pos.h", s.h);
   std::vector<float> logits(model_.config().vocab);
   fill("logits", logits);
-  s.tokens = std::stoll(get("tokens"));
-  if (s.tokens < 1) throw Error("state file " + path + " holds no tokens");
+  s.tokens = util::parse_integer(get("tokens"), 1, util::kMaxCount,
+                                 "state file " + path + ": metadata 'tokens'");
   for (auto& a : s.layers) a.set_tokens(s.tokens);
   state_ = std::move(s);
   logits_ = std::move(logits);

@@ -19,6 +19,18 @@ int32_t pick_token(const float* logits, int64_t vocab, const SampleOptions& opt,
   double sum = 0;
   for (int64_t i = 0; i < k; ++i)
     sum += p[i] = std::exp((c[i].first - c[0].first) / opt.temperature);
+  if (opt.top_p < 1) {
+    // Nucleus: the fewest most likely tokens (c is sorted) whose probability reaches top_p,
+    // at least one.
+    double kept = 0;
+    int64_t n = 0;
+    while (n < k) {
+      kept += p[n++];
+      if (kept >= opt.top_p * sum) break;
+    }
+    k = n;
+    sum = kept;
+  }
   std::mt19937_64 rng(rng_state);
   rng_state = rng();
   double u = std::uniform_real_distribution<double>(0, sum)(rng);

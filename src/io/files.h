@@ -8,6 +8,11 @@
 
 namespace logattn::io {
 
+// Refuses a path that exists but is not a regular file (a FIFO, whose open() would wait for a
+// writer forever; a directory; a device), naming what it is: "<what>: <path> is a FIFO, not
+// a regular file". A missing path passes, for the caller's own message.
+void require_regular_file(const std::string& path, const std::string& what);
+
 // A read-only memory map of a regular file (an empty file maps to an empty view).
 class MappedFile {
  public:

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/files.h"
 #include "logattn/error.h"
 
 namespace logattn::io {
@@ -55,6 +56,7 @@ int64_t TensorInfo::numel() const {
 }
 
 SafeTensors SafeTensors::read(const std::string& path) {
+  require_regular_file(path, "safetensors");
   std::ifstream in(path, std::ios::binary);
   if (!in) bad(path, "cannot open (" + std::string(std::strerror(errno)) + ")");
   in.seekg(0, std::ios::end);

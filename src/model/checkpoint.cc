@@ -3,6 +3,7 @@
 #include <fstream>
 #include <set>
 
+#include "io/files.h"
 #include "io/safetensors.h"
 #include "logattn/error.h"
 #include "tokenizer/tokenizer.h"
@@ -67,6 +68,7 @@ Model load_checkpoint(const std::string& path, Checkpoint* info, const std::stri
     if (auto it = meta.find("config"); it != meta.end()) {
       cfg = nlohmann::json::parse(it->second);
     } else if (!config_json.empty()) {
+      io::require_regular_file(config_json, "model configuration");
       std::ifstream in(config_json);
       if (!in) throw Error("cannot open configuration " + config_json);
       cfg = nlohmann::json::parse(in);

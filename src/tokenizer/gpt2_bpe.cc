@@ -5,6 +5,7 @@
 #include <queue>
 #include <sstream>
 
+#include "io/files.h"
 #include "logattn/error.h"
 
 namespace logattn::tokenizer {
@@ -45,6 +46,7 @@ bool to_bytes(std::string_view s, const std::vector<int>& inv, std::string& out)
 }
 
 std::string read_file(const std::string& path) {
+  io::require_regular_file(path, "GPT-2 tokenizer");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("tokenizer: cannot read " + path);
   std::ostringstream s;

@@ -89,6 +89,7 @@ SplitPaths prepare_tokens(const std::string& path, const std::string& cache_dir,
   out.bytes = total;
   const std::string src_path = cache_dir + "/source.json";
   {
+    io::require_regular_file(src_path, "data");
     std::ifstream in(src_path);
     if (in && fs::exists(out.train) && fs::exists(out.val)) {
       try {

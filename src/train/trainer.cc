@@ -1,16 +1,19 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/files.h"
 #include "io/safetensors.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
 #include "train/plot.h"
+#include "util/checked.h"
 
 namespace logattn::train {
 
@@ -46,6 +49,7 @@ model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
   }
   model::ModelConfig mc = model::ModelConfig::preset(c.preset);
   if (!c.model_config.empty()) {
+    io::require_regular_file(c.model_config, "train: --model-config");
     std::ifstream in(c.model_config);
     if (!in) throw Error("train: cannot open model configuration " + c.model_config);
     try {
@@ -95,10 +99,19 @@ int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchS
   for (auto [name, dst] : {std::pair{"adamw.m", &opt.m()}, {"adamw.v", &opt.v()}}) {
     const auto x = st.floats(name);
     if (x.size() != dst->size()) throw Error("resume: " + path + " has a bad " + name);
+    // First and second moments are finite, the second never negative: anything else would
+    // turn every weight it touches into NaN at the first update.
+    for (size_t i = 0; i < x.size(); ++i)
+      if (!std::isfinite(x[i]) || (name[6] == 'v' && x[i] < 0.f))
+        throw Error(
+            "resume: " + path + ": " + name + "[" + std::to_string(i) + "] is " +
+            std::to_string(x[i]) +
+            (name[6] == 'v' ? "; moments must be finite and >= 0" : "; moments must be finite"));
     *dst = x;
   }
   sampler.set_rng_state(get("rng"));
-  const int64_t step = std::stoll(get("step"));
+  const int64_t step = util::parse_integer(get("step"), 0, util::kMaxCount,
+                                           "resume file " + path + ": metadata 'step'");
   opt.set_step(step);
   return step;
 }
@@ -126,6 +139,8 @@ std::string resolve_tokenizer(const std::string& asked, const std::string& from_
 double evaluate(model::Model& model, const TokenFile& tokens, int64_t context, int64_t windows,
                 int64_t batch) {
   const int64_t T = context;
+  if (T < 1 || batch < 1) throw Error("evaluate: the context and the batch must be at least 1");
+  util::checked_product({batch, T, model.config().vocab}, "evaluate: batch x context x vocab");
   if (tokens.size() < T + 1)
     throw Error("evaluate: " + tokens.path() + " holds " + std::to_string(tokens.size()) +
                 " tokens, fewer than the context (" + std::to_string(T) + ") + 1");
@@ -164,6 +179,8 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   const std::string tok_name = resolve_tokenizer(c.tokenizer, ckpt_tokenizer, m.config().vocab);
   const nlohmann::json train_config = config_json(c, tok_name);
   const int64_t T = c.context > 0 ? c.context : m.config().context;
+  // The logits of a micro-batch are the largest buffer: batch x context x vocab floats.
+  util::checked_product({c.batch, T, m.config().vocab}, "train: batch x context x vocab");
   // Data.
   std::string train_path = c.tokens, val_path = c.val_tokens;
   if (train_path.empty()) {
@@ -190,6 +207,10 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   if (c.resume) {
     if (!fs::exists(resume)) throw Error("train: --resume, but " + resume + " does not exist");
     step = load_resume(resume, m, opt, sampler, train_config);
+    if (step > c.steps)
+      throw Error("train: the run in " + c.out + " has trained " + std::to_string(step) +
+                  " steps and --steps is " + std::to_string(c.steps) +
+                  ": nothing to train; give a larger --steps to continue it");
   }
   // The log restarts with the run, or continues up to the resumed step.
   Series train_series, val_series;
@@ -200,14 +221,18 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
       std::string line;
       while (std::getline(in, line)) {
         try {
+          // at(): a line without a field (cut by a kill, or edited by hand) throws instead of
+          // reading past a const object.
           const auto j = nlohmann::json::parse(line);
-          if (j.value("step", int64_t{0}) > step) break;
+          const double line_step = j.at("step").get<double>(), loss = j.at("loss").get<double>();
+          if (line_step > static_cast<double>(step)) break;
+          const bool has_val = j.contains("val_loss");
+          const double val = has_val ? j.at("val_loss").get<double>() : 0.0;
           kept.push_back(line);
-          train_series.push_back({j["step"].get<double>(), j["loss"].get<double>()});
-          if (j.contains("val_loss"))
-            val_series.push_back({j["step"].get<double>(), j["val_loss"].get<double>()});
+          train_series.push_back({line_step, loss});
+          if (has_val) val_series.push_back({line_step, val});
         } catch (const nlohmann::json::exception&) {
-          break;  // a line cut by a kill
+          break;  // a line cut by a kill: the log continues from the last whole line
         }
       }
     }

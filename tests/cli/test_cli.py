@@ -59,6 +59,99 @@ class Cli(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("LOGATTN_GEMM='mkl' is not a matrix-product backend", r.stderr)
 
+    def test_absurd_sizes_are_refused_before_allocating(self):
+        # Each of these crashed (SIGSEGV, SIGABRT) or overflowed before: batch x context x vocab
+        # and the attention state's sizes are multiplied with overflow checks.
+        tokens = os.path.join(self.dir, "t.bin")
+        with open(tokens, "wb") as f:
+            f.write(bytes(range(256)) * 8)
+        r = run("train", "--preset", "tiny", "--tokens", tokens, "--steps", "2", "--out",
+                self.dir + "/run", "--batch", "576460752303423489", "--context", "32")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("train: batch x context x vocab = 576460752303423489 x 32 x 256 is more than",
+                      r.stderr)
+        for args in (("--heads", "2305843009213693953"), ("--dv", "9223372036854775807")):
+            r = run("stream", "--tokens", "64", *args)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("AttentionState:", r.stderr)
+            self.assertIn("is more than", r.stderr)
+        r = run("tokenize", "--text", "hello", "--threads", "100000")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("--threads must be in [0, 1024]", r.stderr)
+
+    def test_fifos_and_devices_are_refused_not_waited_on_or_replaced(self):
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo)
+        for args, what in ((("eval", "--model", fifo, "--data", self.text), "safetensors"),
+                           (("eval", "--model", fifo, "--tokens", fifo), "safetensors"),
+                           (("train", "--tokens", fifo, "--out", self.dir + "/r"), "cannot map"),
+                           (("train", "--model-config", fifo, "--data", self.text, "--out",
+                             self.dir + "/r2"), "--model-config")):
+            r = run(*args, timeout=30)  # a hang fails here with a timeout
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(f"{what}: {fifo} is a FIFO, not a regular file", r.stderr)
+        r = run("eval", "--model", self.dir, "--data", self.text)
+        self.assertIn(f"{self.dir} is a directory, not a regular file", r.stderr)
+
+    def test_state_and_resume_numbers_are_read_whole_and_in_range(self):
+        out = os.path.join(self.dir, "run")
+        r = run("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
+                "--context", "16", "--steps", "3", "--eval-every", "3", "--eval-batches", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ck = os.path.join(out, "model.safetensors")
+        state = os.path.join(self.dir, "state.safetensors")
+        r = run("generate", "--model", ck, "--prompt", "All", "-n", "2", "--save-state", state)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tensors, meta = safetensors_io.load(state)
+        for bad in ("9223372036854775807", "1e3", "26abc", "-4", ""):
+            meta2 = dict(meta, tokens=bad)
+            path = os.path.join(self.dir, "bad_state.safetensors")
+            safetensors_io.save(path, tensors, meta2)
+            r = run("generate", "--model", ck, "--load-state", path, "-n", "2")
+            self.assertEqual(r.returncode, 1, (bad, r.stderr))
+            self.assertIn(f"metadata 'tokens' is '{bad}', not a whole number in [1, ", r.stderr)
+        # A resume whose step is past --steps trains nothing: said, not "trained 3 steps".
+        res = os.path.join(out, "resume.safetensors")
+        tensors, meta = safetensors_io.load(res)
+        for bad in ("1e3", "26abc", "-1"):
+            safetensors_io.save(res, tensors, dict(meta, step=bad))
+            r = run("train", "--out", out, "--resume", "--steps", "3", "--data", self.text,
+                    "--preset", "tiny", "--batch", "2", "--context", "16", "--eval-every", "3",
+                    "--eval-batches", "1")
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(f"metadata 'step' is '{bad}', not a whole number in [0, ", r.stderr)
+        safetensors_io.save(res, tensors, dict(meta, step="5"))
+        r = run("train", "--out", out, "--resume", "--steps", "3", "--data", self.text,
+                "--preset", "tiny", "--batch", "2", "--context", "16", "--eval-every", "3",
+                "--eval-batches", "1")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("has trained 5 steps and --steps is 3: nothing to train", r.stderr)
+        safetensors_io.save(res, tensors, meta)
+        # A log line without its fields (edited, or cut) is where the kept log ends.
+        with open(os.path.join(out, "log.jsonl"), "w") as f:
+            f.write('{"step": 1}\n')
+        r = run("train", "--out", out, "--resume", "--steps", "3", "--data", self.text,
+                "--preset", "tiny", "--batch", "2", "--context", "16", "--eval-every", "3",
+                "--eval-batches", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # An AdamW moment of +inf is refused.
+        tensors["adamw.v"][5] = float("inf")
+        safetensors_io.save(res, tensors, meta)
+        r = run("train", "--out", out, "--resume", "--steps", "3", "--data", self.text,
+                "--preset", "tiny", "--batch", "2", "--context", "16", "--eval-every", "3",
+                "--eval-batches", "1")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("adamw.v[5] is inf; moments must be finite and >= 0", r.stderr)
+        # Saving a state onto a FIFO is refused, the FIFO left as it was.
+        fifo = os.path.join(self.dir, "state_fifo")
+        os.mkfifo(fifo)
+        r = run("generate", "--model", ck, "--prompt", "All", "-n", "2", "--save-state", fifo,
+                timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("is a FIFO, not a regular file", r.stderr)
+        import stat
+        self.assertTrue(stat.S_ISFIFO(os.stat(fifo).st_mode))
+
     def test_missing_data(self):
         r = run("train", "--data", os.path.join(self.dir, "nope"), "--out", self.dir + "/run")
         self.assertEqual(r.returncode, 1)

@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
+#include "generate/sample.h"
 #include "logattn/error.h"
 #include "model/model.h"
 
@@ -32,6 +34,28 @@ std::vector<int32_t> prompt_tokens(int64_t n) {
   std::vector<int32_t> t(n);
   for (auto& x : t) x = static_cast<int32_t>(rng() % 256);
   return t;
+}
+
+// Nucleus sampling keeps the fewest most likely tokens whose probability reaches top_p:
+// softmax(0, 1, 2, 3) = (0.032, 0.087, 0.237, 0.644).
+TEST(Sample, TopPKeepsTheNucleus) {
+  const float logits[] = {0.f, 1.f, 2.f, 3.f};
+  auto seen = [&](double top_p) {
+    SampleOptions opt;
+    opt.temperature = 1.0;
+    opt.top_p = top_p;
+    std::set<int32_t> out;
+    for (uint64_t seed = 1; seed <= 200; ++seed) {
+      uint64_t rng = seed;
+      out.insert(pick_token(logits, 4, opt, rng));
+    }
+    return out;
+  };
+  EXPECT_EQ(seen(1e-300), (std::set<int32_t>{3}));
+  EXPECT_EQ(seen(0.6), (std::set<int32_t>{3}));
+  EXPECT_EQ(seen(0.7), (std::set<int32_t>{2, 3}));
+  EXPECT_EQ(seen(0.9), (std::set<int32_t>{1, 2, 3}));
+  EXPECT_EQ(seen(1.0), (std::set<int32_t>{0, 1, 2, 3}));
 }
 
 TEST(Generator, GreedyEqualsFullForwardAtEveryStep) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "logattn/attention.h"
+#include "util/checked.h"
 
 namespace logattn {
 
@@ -19,7 +20,13 @@ AttentionState::AttentionState(int64_t batch, int64_t heads, int64_t d_key, int6
     throw Error("AttentionState: batch, heads, d_key and d_val must be at least 1, got " +
                 std::to_string(batch) + ", " + std::to_string(heads) + ", " +
                 std::to_string(d_key) + ", " + std::to_string(d_val));
-  data_.resize(batch * heads * floats_per_head());
+  // floats_per_head() = 2 d_key + d_val + d_key d_val <= (d_key + 1) (d_val + 2): checked
+  // before it is computed.
+  util::checked_product({d_key}, "AttentionState: d_key");
+  util::checked_product({d_val}, "AttentionState: d_val");
+  const int64_t bound = util::checked_product({d_key + 1, d_val + 2}, "AttentionState: per head");
+  util::checked_product({batch, heads, bound}, "AttentionState: batch x heads x per head");
+  data_.resize(static_cast<size_t>(batch * heads * floats_per_head()));
   reset();
 }
 

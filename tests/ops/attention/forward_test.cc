@@ -32,6 +32,31 @@ TEST(Forward, LengthsAndDims) {
       }
 }
 
+// The bounds, worst cases over every summation order (n u of what a row adds), still see the
+// bugs a kernel makes: each query seeing one key too many (a mask off by one), one value of
+// 300 off by 1 (a value, or a log-value: the value times e), one key feature off by 0.1. The true
+// outputs fail against the oracle of each of those.
+TEST(Forward, BoundsSeeAKernelsMistakes) {
+  for (Values values : {Values::kSigned, Values::kLog}) {
+    const Case c = gaussian_case(1, 1, 300, 300, 16, 8, 1.0, true, values, 21);
+    const Output o = run_forward(c);
+    EXPECT_TRUE(matches_oracle(c, o));
+    HeadProblem p = head_problem(c, 0);
+    p.offset = 1;  // query t sees keys 0..t+1
+    const HeadResult one_more = oracle_quadratic(p);
+    EXPECT_FALSE(rows_match(o.y.data(), one_more, 299, 16, 8, values == Values::kLog));
+    Case off = c;
+    if (values == Values::kSigned)
+      off.v[150 * 8 + 3] += 1.f;
+    else
+      off.v[150 * 8 + 3] += 1.f;  // the value times e
+    EXPECT_FALSE(matches_oracle(off, o)) << (values == Values::kLog ? "log" : "signed");
+    Case key_off = c;
+    key_off.k[150 * 16 + 5] += 0.1f;
+    EXPECT_FALSE(matches_oracle(key_off, o));
+  }
+}
+
 TEST(Forward, LongSequenceAgainstLogSpaceOracle) {
   for (Values values : {Values::kSigned, Values::kLog}) {
     const int64_t n = 65536;
