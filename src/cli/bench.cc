@@ -20,6 +20,7 @@
 #include "logattn/attention.h"
 #include "ops/matmul.h"
 #include "simd/vexp.h"
+#include "util/checked.h"
 #include "util/memory.h"
 
 namespace logattn::cli {
@@ -104,7 +105,15 @@ std::string measure(const AttentionBenchConfig& c, int64_t n, Mode mode) {
 int run_bench_attention(const AttentionBenchConfig& c, const OptionTable& table) {
   if (c.n.empty()) throw Error("bench attention: --n needs at least one length");
   for (int64_t n : c.n)
-    if (n < 1) throw Error("bench attention: every --n must be at least 1");
+    if (n < 1 || n > (int64_t{1} << 24))
+      throw Error("bench attention: every --n must be in [1, 2^24]");
+  if (!(c.min_time > 0 && c.min_time <= 60))
+    throw Error("bench attention: --min-time must be in (0, 60] seconds");
+  if (c.batch < 1 || c.heads < 1 || c.dk < 1 || c.dv < 1 || c.chunk < 1)
+    throw Error("bench attention: --batch, --heads, --dk, --dv and --chunk must be at least 1");
+  for (int64_t n : c.n)
+    util::checked_product({c.batch, c.heads, n, std::max(c.dk, c.dv)},
+                          "bench attention: batch x heads x n x d");
   if (!c.json)
     fmt::print("logattn bench attention\nconfig: {} {}\n", table.describe(), machine_config());
   const char* names[] = {"forward", "forward_backward", "step"};

@@ -56,6 +56,10 @@ inline std::string in_child(Fn fn) {
   waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty())
     throw std::runtime_error("bench: a measurement process failed");
+  // A measurement that threw reports {"error": "..."}: an error here too, not a row of zeros.
+  const std::string err = "{\"error\": \"";
+  if (out.compare(0, err.size(), err) == 0)
+    throw std::runtime_error(out.substr(err.size(), out.size() - err.size() - 2));
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include "cli/commands.h"
 #include "logattn/error.h"
@@ -45,6 +46,11 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "%s", app.help().c_str());
     return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr,
+                 "logattn: error: out of memory: the sizes asked for need more memory than this "
+                 "machine has (smaller --batch, --context or model)\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "logattn: error: %s\n", e.what());
     return 1;

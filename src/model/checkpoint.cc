@@ -18,11 +18,12 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
-}  // namespace
-
-void load_weights(const io::SafeTensors& st, Model& model, const std::set<std::string>& also) {
+// Every tensor of the layout present with its shape, and nothing else but `also`: checked on
+// the header alone, before a model of the size the file claims is allocated.
+void check_tensors(const io::SafeTensors& st, const ParamLayout& layout,
+                   const std::set<std::string>& also) {
   std::set<std::string> expected;
-  for (const auto& p : model.layout().params()) {
+  for (const auto& p : layout.params()) {
     expected.insert(p.name);
     if (!st.has(p.name))
       throw Error("checkpoint " + st.path() + ": missing tensor '" + p.name + "'");
@@ -30,16 +31,24 @@ void load_weights(const io::SafeTensors& st, Model& model, const std::set<std::s
     if (info.shape != p.shape)
       throw Error("checkpoint " + st.path() + ": tensor '" + p.name + "' has shape " +
                   shape_str(info.shape) + ", the model expects " + shape_str(p.shape));
+  }
+  for (const auto& [name, info] : st.tensors())
+    if (!expected.count(name) && !also.count(name))
+      throw Error("checkpoint " + st.path() + ": unexpected tensor '" + name +
+                  "' (not part of this model)");
+}
+
+}  // namespace
+
+void load_weights(const io::SafeTensors& st, Model& model, const std::set<std::string>& also) {
+  check_tensors(st, model.layout(), also);
+  for (const auto& p : model.layout().params()) {
     const auto data = st.floats(p.name);
     for (float x : data)
       if (!std::isfinite(x))
         throw Error("checkpoint " + st.path() + ": tensor '" + p.name + "' has non-finite values");
     std::copy(data.begin(), data.end(), model.weights().begin() + p.offset);
   }
-  for (const auto& [name, info] : st.tensors())
-    if (!expected.count(name) && !also.count(name))
-      throw Error("checkpoint " + st.path() + ": unexpected tensor '" + name +
-                  "' (not part of this model)");
 }
 
 void save_checkpoint(const std::string& path, const Model& model, const std::string& tokenizer,
@@ -87,6 +96,7 @@ Model load_checkpoint(const std::string& path, Checkpoint* info, const std::stri
     ck.tokenizer = it->second;
   else
     ck.tokenizer = tokenizer::default_tokenizer(ck.config.vocab);
+  check_tensors(st, ParamLayout(ck.config), {});
   Model model(ck.config);
   load_weights(st, model);
   if (info) *info = ck;

@@ -74,6 +74,11 @@ void ModelConfig::validate() const {
   if (attention != "log" && attention != "softmax")
     throw Error("model configuration: attention '" + attention +
                 "' is neither 'log' nor 'softmax'");
+  // Each size above is in range, so the count fits int64; the model must fit a machine.
+  constexpr int64_t kMaxParameters = int64_t{1} << 34;
+  if (parameter_count() > kMaxParameters)
+    throw Error("model configuration: " + std::to_string(parameter_count()) +
+                " parameters is more than " + std::to_string(kMaxParameters));
 }
 
 int64_t ModelConfig::parameter_count() const {

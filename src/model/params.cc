@@ -47,6 +47,13 @@ const ParamInfo& ParamLayout::find(const std::string& name) const {
   throw Error("model has no parameter '" + name + "'");
 }
 
+std::string ParamLayout::name_of(int64_t index) const {
+  for (const auto& p : params_)
+    if (index >= p.offset && index < p.offset + p.size)
+      return p.name + "[" + std::to_string(index - p.offset) + "]";
+  return "index " + std::to_string(index);
+}
+
 void init_params(const ModelConfig& cfg, const ParamLayout& layout, uint64_t seed, float* w) {
   std::mt19937_64 rng(seed);
   auto uniform = [&](int64_t off, int64_t n, float bound) {

@@ -24,6 +24,8 @@ class ParamLayout {
   const std::vector<ParamInfo>& params() const { return params_; }
   int64_t total() const { return total_; }
   const ParamInfo& find(const std::string& name) const;  // throws if absent
+  // "name[i]" of the element at a buffer index, for messages.
+  std::string name_of(int64_t index) const;
 
   // Offsets of the tensors the model uses (indices into the buffer).
   struct Layer {

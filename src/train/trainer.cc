@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -168,7 +169,17 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   if (c.steps < 1) throw Error("train: --steps must be at least 1");
   if (c.batch < 1 || c.accum < 1) throw Error("train: --batch and --accum must be at least 1");
   if (c.eval_every < 1) throw Error("train: --eval-every must be at least 1");
-  if (!(c.lr > 0) || !(c.min_lr >= 0)) throw Error("train: learning rates must be positive");
+  if (!(c.lr > 0) || !(c.min_lr >= 0) || !std::isfinite(c.lr) || !std::isfinite(c.min_lr))
+    throw Error("train: --lr must be positive and --min-lr at least 0, both finite");
+  if (!(c.clip >= 0) || !std::isfinite(c.clip))
+    throw Error("train: --clip must be finite and at least 0 (0: no clipping)");
+  if (!(c.weight_decay >= 0) || !std::isfinite(c.weight_decay))
+    throw Error("train: --weight-decay must be finite and at least 0");
+  if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
+    throw Error("train: --max-minutes must be finite and at least 0 (0: no limit)");
+  if (c.warmup < 0) throw Error("train: --warmup must be at least 0");
+  if (c.eval_batches < 1) throw Error("train: --eval-batches must be at least 1");
+  if (c.steps > util::kMaxCount) throw Error("train: --steps is more than 2^62");
   fs::create_directories(c.out);
   // Temporary files of a run that was killed mid-write: the files they were to replace are
   // intact, so they are garbage.
@@ -199,6 +210,12 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
       throw Error("train: " + train_path + " has token id " + std::to_string(train_tokens[i]) +
                   " at " + std::to_string(i) + ", outside the model's vocabulary of " +
                   std::to_string(m.config().vocab));
+  if (val_tokens)
+    for (int64_t i = 0; i < val_tokens->size(); ++i)
+      if ((*val_tokens)[i] >= m.config().vocab)
+        throw Error("train: " + val_path + " has token id " + std::to_string((*val_tokens)[i]) +
+                    " at " + std::to_string(i) + ", outside the model's vocabulary of " +
+                    std::to_string(m.config().vocab));
   BatchSampler sampler(train_tokens, T, c.seed + 1);
   AdamW opt(m.layout(), AdamWConfig{0.9, 0.95, 1e-8, c.weight_decay});
   const std::string ckpt = c.out + "/model.safetensors", resume = c.out + "/resume.safetensors";
@@ -266,6 +283,18 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
     const double lr = learning_rate(step, c.warmup, c.steps, c.lr, c.min_lr);
     opt.update(m.weights().data(), m.grads().data(), lr);
     ++step;
+    // A non-finite weight (an update blown up by a huge --lr) must never reach a checkpoint:
+    // the run stops here, the last good checkpoint kept. Inf and NaN are the floats whose
+    // exponent bits are all ones; an integer OR over them vectorises.
+    uint32_t non_finite = 0;
+    for (const float w : m.weights())
+      non_finite |= (std::bit_cast<uint32_t>(w) & 0x7f800000u) == 0x7f800000u;
+    if (non_finite)
+      for (size_t i = 0; i < m.weights().size(); ++i)
+        if (!std::isfinite(m.weights()[i]))
+          throw Error("train: a weight became " + std::to_string(m.weights()[i]) + " at step " +
+                      std::to_string(step) + " (" + m.layout().name_of(static_cast<int64_t>(i)) +
+                      "); the checkpoint of the last evaluation is kept; lower --lr");
     const bool stop_for_time = c.max_minutes > 0 && elapsed() > c.max_minutes * 60;
     const bool eval_now = step % c.eval_every == 0 || step == c.steps || stop_for_time;
     StepReport r;
@@ -296,6 +325,9 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
     }
     log << line.dump() << "\n";
     log.flush();
+    if (!log)
+      throw Error("train: cannot write " + log_path + " (disk full?) at step " +
+                  std::to_string(step));
     res.last_loss = loss;
     report(r);
     if (stop_for_time) break;

@@ -79,6 +79,66 @@ class Cli(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("--threads must be in [0, 1024]", r.stderr)
 
+    def test_bad_training_options_and_data_are_refused(self):
+        out = os.path.join(self.dir, "run")
+        base = ("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
+                "--context", "16", "--eval-batches", "1")
+        for args, msg in ((("--clip", "-1"), "--clip must be finite and at least 0"),
+                          (("--clip", "nan"), "--clip must be finite and at least 0"),
+                          (("--min-lr", "inf"), "--min-lr at least 0, both finite"),
+                          (("--weight-decay", "-1"), "--weight-decay must be finite"),
+                          (("--max-minutes", "nan"), "--max-minutes must be finite"),
+                          (("--steps", "9223372036854775807"), "--steps is more than 2^62")):
+            r = run(*base, *args)
+            self.assertEqual(r.returncode, 1, (args, r.stderr))
+            self.assertIn(msg, r.stderr)
+        r = run(*base, "--steps", "99999999999999999999")
+        self.assertNotEqual(r.returncode, 0)  # CLI11: out of range for int64
+        # Validation tokens outside the vocabulary.
+        tokens, val = os.path.join(self.dir, "t.bin"), os.path.join(self.dir, "v.bin")
+        import array
+        with open(tokens, "wb") as f:
+            f.write(array.array("H", list(range(200)) * 4).tobytes())  # uint16, little-endian
+        with open(val, "wb") as f:
+            f.write(array.array("H", [7] * 40 + [256] + [7] * 40).tobytes())
+        r = run("train", "--preset", "tiny", "--tokens", tokens, "--val-tokens", val, "--out", out,
+                "--steps", "1", "--batch", "2", "--context", "16")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("has token id 256 at 40, outside the model's vocabulary of 256", r.stderr)
+        # Eval with an absurd batch.
+        r = run(*base, "--steps", "1", "--eval-every", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ck = os.path.join(out, "model.safetensors")
+        r = run("eval", "--model", ck, "--tokens", tokens, "--batch", "72057594037927937")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("evaluate: batch x context x vocab = 72057594037927937 x", r.stderr)
+        # Weights that become infinite never replace the last good checkpoint.
+        with open(ck, "rb") as f:
+            good = f.read()
+        r = run(*base, "--steps", "2", "--eval-every", "1", "--lr", "1e39", "--warmup", "0")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("a weight became", r.stderr)
+        with open(ck, "rb") as f:
+            self.assertEqual(f.read(), good)
+
+    def test_a_checkpoint_claiming_a_huge_model_is_refused_before_allocating(self):
+        # 224 bytes declaring vocab 4194304 x d_emb 64 (2 GiB of weights and gradients):
+        # refused on its header, under a 1.5 GB address-space limit.
+        import json, resource, struct
+        cfg = {"vocab": 4194304, "d_emb": 64, "n_layers": 0, "n_heads": 1, "d_key": 1,
+               "d_val": 1, "context": 8}
+        header = json.dumps({"__metadata__": {"config": json.dumps(cfg)}}).encode()
+        path = os.path.join(self.dir, "huge.safetensors")
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(header)) + header)
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+        r = subprocess.run([LOGATTN, "eval", "--model", path, "--data", self.text],
+                           capture_output=True, encoding="latin-1", preexec_fn=limit, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("missing tensor 'embed.weight'", r.stderr)
+
     def test_fifos_and_devices_are_refused_not_waited_on_or_replaced(self):
         fifo = os.path.join(self.dir, "fifo")
         os.mkfifo(fifo)
