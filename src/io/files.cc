@@ -1,10 +1,12 @@
 #include "io/files.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +25,30 @@ void require_regular_file(const std::string& path, const std::string& what) {
                      : S_ISSOCK(st.st_mode) ? "a socket"
                                             : "not a plain file";
   throw Error(what + ": " + path + " is " + kind + ", not a regular file");
+}
+
+FolderLock::FolderLock(const std::string& dir, const std::string& what) {
+  const std::string path = dir + "/.lock";
+  require_regular_file(path, what);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+  if (fd_ < 0) throw Error(what + ": cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    char owner[32] = {};
+    const ssize_t n = ::pread(fd_, owner, sizeof owner - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    throw Error(what + ": another process (pid " +
+                std::string(owner, static_cast<size_t>(std::max<ssize_t>(n, 0))) +
+                ") is writing to " + dir + "; wait for it to finish or give another folder");
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+    // The lock holds without the pid; only the message of a second process loses it.
+  }
+}
+
+FolderLock::~FolderLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {

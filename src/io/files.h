@@ -54,6 +54,20 @@ class AtomicWriter {
   size_t written_ = 0;
 };
 
+// An advisory lock on a folder (flock on <dir>/.lock, holding the owner's pid), held while
+// the object lives and released by the kernel when its process dies, so a killed run
+// never leaves a stale lock. A second holder is refused with an Error naming the owner.
+class FolderLock {
+ public:
+  FolderLock(const std::string& dir, const std::string& what);  // throws logattn::Error
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+  ~FolderLock();
+
+ private:
+  int fd_ = -1;
+};
+
 // Writes bytes to path through AtomicWriter.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 

@@ -85,6 +85,10 @@ SplitPaths prepare_tokens(const std::string& path, const std::string& cache_dir,
     total += static_cast<int64_t>(size);
   }
   fs::create_directories(cache_dir);
+  // Temporary files of a tokenisation that was killed: the files they were to replace are
+  // intact (or absent), so they are garbage.
+  for (const auto& e : fs::directory_iterator(cache_dir))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path());
   SplitPaths out{cache_dir + "/train.bin", cache_dir + "/val.bin"};
   out.bytes = total;
   const std::string src_path = cache_dir + "/source.json";
@@ -126,8 +130,11 @@ SplitPaths prepare_tokens(const std::string& path, const std::string& cache_dir,
                    : cut >= offset + static_cast<int64_t>(size) ? size
                                                                 : static_cast<size_t>(cut - offset);
     if (split > 0 && split < size) {
+      // At a safe cut when one follows within 64 KiB (both splits then tokenise as the
+      // whole would); else at the byte, as nanoGPT cuts its token array: the piece around
+      // the cut tokenises apart, a few tokens of difference against the whole.
       const size_t safe = tok.safe_cut(text, split);
-      if (safe - split <= (64u << 10)) split = safe;
+      if (safe < size && safe - split <= (64u << 10)) split = safe;
     }
     std::vector<TextBlock> blocks;
     cut_blocks(tok, text, 0, split, opt.block_bytes, blocks);

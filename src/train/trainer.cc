@@ -181,6 +181,8 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   if (c.eval_batches < 1) throw Error("train: --eval-batches must be at least 1");
   if (c.steps > util::kMaxCount) throw Error("train: --steps is more than 2^62");
   fs::create_directories(c.out);
+  // One writer per run folder: a second train here would interleave checkpoints and logs.
+  const io::FolderLock lock(c.out, "train");
   // Temporary files of a run that was killed mid-write: the files they were to replace are
   // intact, so they are garbage.
   for (const auto& e : fs::directory_iterator(c.out))

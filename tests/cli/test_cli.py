@@ -139,6 +139,26 @@ class Cli(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("missing tensor 'embed.weight'", r.stderr)
 
+    def test_one_train_per_run_folder(self):
+        out = os.path.join(self.dir, "run")
+        args = ("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
+                "--context", "16", "--eval-batches", "1")
+        first = subprocess.Popen([LOGATTN, *args, "--steps", "100000", "--eval-every", "1000"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 60
+            while not os.path.exists(os.path.join(out, "log.jsonl")) and time.time() < deadline:
+                time.sleep(0.05)
+            r = run(*args, "--steps", "3")
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(f"train: another process (pid {first.pid}) is writing to {out}", r.stderr)
+        finally:
+            first.kill()
+            first.wait()
+        # The kernel released the killed run's lock: a new run (resuming) proceeds.
+        r = run(*args, "--steps", "3", "--eval-every", "3")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_fifos_and_devices_are_refused_not_waited_on_or_replaced(self):
         fifo = os.path.join(self.dir, "fifo")
         os.mkfifo(fifo)

@@ -111,6 +111,23 @@ TEST(Corpus, CacheIsKeyedByTokenizer) {
   fs::remove_all(d);
 }
 
+// Text with no safe cut after its 90% mark (one long last line) is split at the byte, as
+// nanoGPT cuts its token array, not refused; and a killed run's temporary files go.
+TEST(Corpus, NoSafeCutSplitsAtTheByte) {
+  const auto tok = tokenizer::load_tokenizer("gpt2");
+  const fs::path d = temp_dir("nocut");
+  std::string text = some_text(3, 150);
+  text += std::string(text.size() / 4, 'a');  // a last line of a's, no newline after 90%
+  std::ofstream(d / "t.txt") << text;
+  fs::create_directories(d / "out");
+  std::ofstream(d / "out" / "train.bin.tmp.12345") << "stale";
+  const auto r = prepare_tokens((d / "t.txt").string(), (d / "out").string(), *tok);
+  EXPECT_GT(r.train_tokens, 0);
+  EXPECT_GT(r.val_tokens, 0);
+  EXPECT_FALSE(fs::exists(d / "out" / "train.bin.tmp.12345"));
+  fs::remove_all(d);
+}
+
 TEST(Corpus, EmptyDataIsRefused) {
   const auto tok = tokenizer::load_tokenizer("gpt2");
   const fs::path d = temp_dir("empty");
