@@ -19,15 +19,37 @@ namespace logattn::cli {
 
 using Clock = std::chrono::steady_clock;
 
-// Runs fn in a child process; returns what it wrote to the pipe (one line of JSON).
-template <typename Fn>
-inline std::string in_child(Fn fn) {
-  int fds[2];
+// Forks with a pipe: returns the child's pid (0 in the child) and sets fds.
+inline pid_t fork_with_pipe(int fds[2]) {
   if (pipe(fds) != 0) throw std::runtime_error("bench: pipe failed");
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("bench: fork failed");
+  return pid;
+}
+
+// In the parent: everything the child writes to the pipe, once it has exited; an error
+// naming `what` if it failed or wrote nothing.
+inline std::string read_child(int fds[2], pid_t pid, const std::string& what) {
+  close(fds[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t r;
+  while ((r = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(r));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty())
+    throw std::runtime_error("bench: a measurement process (" + what + ") failed");
+  return out;
+}
+
+// Runs fn in a child process; returns what it wrote to the pipe (one line of JSON).
+template <typename Fn>
+inline std::string in_child(Fn fn) {
+  int fds[2];
+  const pid_t pid = fork_with_pipe(fds);
   if (pid == 0) {
     close(fds[0]);
     std::string out;
@@ -46,16 +68,7 @@ inline std::string in_child(Fn fn) {
     close(fds[1]);
     _exit(0);
   }
-  close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t r;
-  while ((r = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(r));
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty())
-    throw std::runtime_error("bench: a measurement process failed");
+  const std::string out = read_child(fds, pid, "fork");
   // A measurement that threw reports {"error": "..."}: an error here too, not a row of zeros.
   const std::string err = "{\"error\": \"";
   if (out.compare(0, err.size(), err) == 0)
@@ -68,11 +81,7 @@ inline std::string in_child(Fn fn) {
 inline std::string run_self(const std::vector<std::string>& args,
                             const std::vector<std::pair<std::string, std::string>>& env) {
   int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("bench: pipe failed");
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("bench: fork failed");
+  const pid_t pid = fork_with_pipe(fds);
   if (pid == 0) {
     close(fds[0]);
     dup2(fds[1], STDOUT_FILENO);
@@ -86,17 +95,7 @@ inline std::string run_self(const std::vector<std::string>& args,
     execv("/proc/self/exe", argv.data());
     _exit(127);
   }
-  close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t r;
-  while ((r = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(r));
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty())
-    throw std::runtime_error("bench: a measurement process (" + args.at(1) + ") failed");
-  return out;
+  return read_child(fds, pid, args.at(1));
 }
 
 // OpenBLAS kernel families that this CPU can run and that Debian's OpenBLAS 0.3.21 can be

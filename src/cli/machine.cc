@@ -1,9 +1,9 @@
 #include <fmt/format.h>
 #include <omp.h>
 
-#include <chrono>
 #include <vector>
 
+#include "cli/bench_util.h"
 #include "cli/commands.h"
 #include "ops/matmul.h"
 #include "simd/vexp.h"
@@ -21,20 +21,11 @@ std::string matrix_product_rate() {
   auto product = [&] {
     ops::gemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
   };
-  product();  // warm-up: threads, packing buffers
-  using Clock = std::chrono::steady_clock;
-  int64_t calls = 0;
-  const auto t0 = Clock::now();
-  double elapsed = 0;
-  do {
-    product();
-    ++calls;
-    elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-  } while (elapsed < 0.1);
+  const double sec = seconds_per_call(0.1, product);  // after a warm-up call
   return fmt::format(
       "matrix products: {} at {:.1f} GFLOP/s on {} threads (`logattn bench sgemm` compares "
       "settings)",
-      ops::gemm_backend_name(), 2.0 * n * n * n * calls / elapsed / 1e9, omp_get_max_threads());
+      ops::gemm_backend_name(), 2.0 * n * n * n / sec / 1e9, omp_get_max_threads());
 }
 
 }  // namespace logattn::cli

@@ -58,13 +58,7 @@ TEST(Backward, ContinuingFromAState) {
   for (Values values : {Values::kSigned, Values::kLog}) {
     const int64_t n0 = 100, n1 = 150, n = n0 + n1, dk = 8, dv = 4;
     const Case full = gaussian_case(1, 1, n, n, dk, dv, 2.0, true, values, 71);
-    Case head = full, tail = full;
-    head.dims.n_q = head.dims.n_k = n0;
-    tail.dims.n_q = tail.dims.n_k = n1;
-    head.q.resize(n0 * dk), head.k.resize(n0 * dk), head.v.resize(n0 * dv);
-    tail.q.erase(tail.q.begin(), tail.q.begin() + n0 * dk);
-    tail.k.erase(tail.k.begin(), tail.k.begin() + n0 * dk);
-    tail.v.erase(tail.v.begin(), tail.v.begin() + n0 * dv);
+    const auto [head, tail] = split_at(full, n0);
     AttentionState st(1, 1, dk, dv, values);
     run_forward(head, &st);
     const AttentionState st_in = st;

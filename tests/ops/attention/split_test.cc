@@ -170,7 +170,9 @@ TEST_P(Splits, StepHeadsInRangesEqualsOneStep) {
         bool later = false;
         for (size_t s = r + 1; s < plan.size(); ++s)
           later |= bh >= plan[s].first && bh < plan[s].second;
-        if (later) ASSERT_EQ(ld2[bh], 7.f) << "token " << t << " head " << bh;
+        if (later) {
+          ASSERT_EQ(ld2[bh], 7.f) << "token " << t << " head " << bh;
+        }
       }
     }
     parts.set_tokens(parts.tokens() + 1);

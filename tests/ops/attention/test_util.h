@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "logattn/attention.h"
@@ -63,6 +64,19 @@ inline HeadProblem head_problem(const Case& c, int64_t bh) {
   p.k.assign(c.k.begin() + bh * d.n_k * d.d_key, c.k.begin() + (bh + 1) * d.n_k * d.d_key);
   p.v.assign(c.v.begin() + bh * d.n_k * d.d_val, c.v.begin() + (bh + 1) * d.n_k * d.d_val);
   return p;
+}
+
+// A one-head causal case cut at token n0 into its first n0 tokens and the rest.
+inline std::pair<Case, Case> split_at(const Case& full, int64_t n0) {
+  const int64_t dk = full.dims.d_key, dv = full.dims.d_val;
+  Case head = full, tail = full;
+  head.dims.n_q = head.dims.n_k = n0;
+  tail.dims.n_q = tail.dims.n_k = full.dims.n_q - n0;
+  head.q.resize(n0 * dk), head.k.resize(n0 * dk), head.v.resize(n0 * dv);
+  tail.q.erase(tail.q.begin(), tail.q.begin() + n0 * dk);
+  tail.k.erase(tail.k.begin(), tail.k.begin() + n0 * dk);
+  tail.v.erase(tail.v.begin(), tail.v.begin() + n0 * dv);
+  return {head, tail};
 }
 
 struct Output {
