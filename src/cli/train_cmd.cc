@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -88,6 +89,11 @@ train::TrainResult train_with_progress(const train::TrainConfig& c, const Option
       },
       data_progress);
   progress.finish();
+  if (res.stopped_by_signal)
+    fmt::print(
+        "stopped by {} at step {}: checkpoint and resume file of that step written; "
+        "continue with --resume\n",
+        res.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", res.steps_done);
   fmt::print("trained {} steps; checkpoint {}; log {}/log.jsonl; curve {}/loss.svg\n",
              res.steps_done, res.checkpoint, c.out, c.out);
   return res;
@@ -166,8 +172,9 @@ Runner add_train_command(CLI::App& app) {
   table->attach(cmd);
   return [cfg, table, cmd]() -> int {
     if (!cmd->parsed()) return -1;
-    train_with_progress(*cfg, *table);
-    return 0;
+    const auto res = train_with_progress(*cfg, *table);
+    // Stopped by a signal: the shell's convention, 128 + the signal's number.
+    return res.stopped_by_signal ? 128 + res.stopped_by_signal : 0;
   };
 }
 
@@ -211,6 +218,7 @@ Runner add_demo_command(CLI::App& app) {
   return [cfg, table, cmd]() -> int {
     if (!cmd->parsed()) return -1;
     const auto res = train_with_progress(*cfg, *table);
+    if (res.stopped_by_signal) return 128 + res.stopped_by_signal;
     model::Model m = model::load_checkpoint(res.checkpoint);
     fmt::print("validation loss {:.4f} nats/byte (a uniform guess is {:.4f})\n", res.val_loss,
                std::log(256.0));

@@ -3,6 +3,7 @@
 #include <bit>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -17,6 +18,35 @@
 #include "util/checked.h"
 
 namespace logattn::train {
+
+namespace {
+
+// SIGINT / SIGTERM while training: the step in flight finishes, its checkpoint and resume
+// file are written, and training returns (TrainResult::stopped_by_signal).
+volatile std::sig_atomic_t g_stop_signal = 0;
+void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+}
+
+// Installs the handlers for its lifetime, then puts the previous ones back.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    old_int_ = std::signal(SIGINT, on_stop_signal);
+    old_term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, old_int_);
+    std::signal(SIGTERM, old_term_);
+  }
+
+ private:
+  void (*old_int_)(int) = nullptr;
+  void (*old_term_)(int) = nullptr;
+};
+
+}  // namespace
 
 namespace fs = std::filesystem;
 
@@ -268,6 +298,7 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   };
   const int64_t first = step;
+  const StopSignals stop_signals;
   TrainResult res;
   double val_loss = -1;
   while (step < c.steps) {
@@ -297,7 +328,8 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
           throw Error("train: a weight became " + std::to_string(m.weights()[i]) + " at step " +
                       std::to_string(step) + " (" + m.layout().name_of(static_cast<int64_t>(i)) +
                       "); the checkpoint of the last evaluation is kept; lower --lr");
-    const bool stop_for_time = c.max_minutes > 0 && elapsed() > c.max_minutes * 60;
+    const int signal = g_stop_signal;
+    const bool stop_for_time = signal != 0 || (c.max_minutes > 0 && elapsed() > c.max_minutes * 60);
     const bool eval_now = step % c.eval_every == 0 || step == c.steps || stop_for_time;
     StepReport r;
     r.step = step, r.steps = c.steps, r.loss = loss, r.lr = lr;
@@ -332,6 +364,7 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
                   std::to_string(step));
     res.last_loss = loss;
     report(r);
+    if (signal) res.stopped_by_signal = signal;
     if (stop_for_time) break;
   }
   res.steps_done = step;

@@ -46,6 +46,7 @@ struct TrainResult {
   int64_t steps_done = 0;
   double last_loss = 0, val_loss = -1;
   std::string checkpoint;
+  int stopped_by_signal = 0;  // SIGINT or SIGTERM: stopped after a checkpoint of that step
 };
 
 // Runs training; report is called after every step, data_progress (if any) while the text is

@@ -139,6 +139,36 @@ class Cli(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("missing tensor 'embed.weight'", r.stderr)
 
+    def test_sigterm_and_sigint_checkpoint_the_current_step_then_resume(self):
+        import json
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            out = os.path.join(self.dir, f"run{int(sig)}")
+            args = ("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch",
+                    "2", "--context", "16", "--eval-batches", "1", "--steps", "2000",
+                    "--eval-every", "2000")
+            p = subprocess.Popen([LOGATTN, *args], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, encoding="latin-1")
+            log = os.path.join(out, "log.jsonl")
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                if os.path.exists(log) and os.path.getsize(log) > 200:
+                    break
+                time.sleep(0.02)
+            p.send_signal(sig)
+            stdout, stderr = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 128 + int(sig), stderr)
+            self.assertIn(f"stopped by {sig.name} at step", stdout)
+            with open(log) as f:
+                last = json.loads(f.read().splitlines()[-1])
+            self.assertLess(last["step"], 2000)
+            self.assertIn("val_loss", last)  # evaluated and checkpointed at that step
+            _, meta = safetensors_io.load(os.path.join(out, "resume.safetensors"))
+            self.assertEqual(int(meta["step"]), last["step"])
+            r = run(*args, "--resume")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            _, meta = safetensors_io.load(os.path.join(out, "resume.safetensors"))
+            self.assertEqual(meta["step"], "2000")
+
     def test_one_train_per_run_folder(self):
         out = os.path.join(self.dir, "run")
         args = ("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
