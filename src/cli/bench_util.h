@@ -3,11 +3,13 @@
 #pragma once
 
 #include <fmt/format.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -19,13 +21,19 @@ namespace logattn::cli {
 
 using Clock = std::chrono::steady_clock;
 
-// Forks with a pipe: returns the child's pid (0 in the child) and sets fds.
+// Forks with a pipe: returns the child's pid (0 in the child) and sets fds. The child dies
+// with its parent (a benchmark killed on a timeout leaves no measurement spinning).
 inline pid_t fork_with_pipe(int fds[2]) {
   if (pipe(fds) != 0) throw std::runtime_error("bench: pipe failed");
   std::fflush(stdout);
   std::fflush(stderr);
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("bench: fork failed");
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);  // the parent died before prctl
+  }
   return pid;
 }
 

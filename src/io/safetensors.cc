@@ -174,8 +174,9 @@ std::vector<float> SafeTensors::floats(const std::string& name) const {
   return out;
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+std::unique_ptr<AtomicWriter> stage_safetensors(
+    const std::string& path, const std::vector<TensorRef>& tensors,
+    const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -199,7 +200,14 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
     for (int64_t d : t.shape) n *= d;
     bytes.append(reinterpret_cast<const char*>(t.data), 4 * static_cast<size_t>(n));
   }
-  write_file_atomic(path, bytes);
+  auto w = std::make_unique<AtomicWriter>(path);
+  w->write(bytes.data(), bytes.size());
+  return w;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  stage_safetensors(path, tensors, metadata)->commit();
 }
 
 }  // namespace logattn::io

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,5 +53,12 @@ struct TensorRef {
 // same folder, flushed, then renamed, so a kill leaves either the old file or the new one.
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata);
+
+// The same, written whole to the temporary name but not renamed until the writer's
+// commit(): files that must change together (a checkpoint and its resume file) are all
+// written first, then renamed one after the other, so a failed write changes none of them.
+std::unique_ptr<AtomicWriter> stage_safetensors(const std::string& path,
+                                                const std::vector<TensorRef>& tensors,
+                                                const std::map<std::string, std::string>& metadata);
 
 }  // namespace logattn::io

@@ -51,8 +51,9 @@ void load_weights(const io::SafeTensors& st, Model& model, const std::set<std::s
   }
 }
 
-void save_checkpoint(const std::string& path, const Model& model, const std::string& tokenizer,
-                     const std::map<std::string, std::string>& extra) {
+std::unique_ptr<io::AtomicWriter> stage_checkpoint(
+    const std::string& path, const Model& model, const std::string& tokenizer,
+    const std::map<std::string, std::string>& extra) {
   std::vector<io::TensorRef> refs;
   for (const auto& p : model.layout().params())
     refs.push_back({p.name, p.shape, model.weights().data() + p.offset});
@@ -61,7 +62,12 @@ void save_checkpoint(const std::string& path, const Model& model, const std::str
   meta["format_version"] = std::to_string(kCheckpointVersion);
   meta["config"] = model.config().to_json().dump();
   meta["tokenizer"] = tokenizer;
-  io::write_safetensors(path, refs, meta);
+  return io::stage_safetensors(path, refs, meta);
+}
+
+void save_checkpoint(const std::string& path, const Model& model, const std::string& tokenizer,
+                     const std::map<std::string, std::string>& extra) {
+  stage_checkpoint(path, model, tokenizer, extra)->commit();
 }
 
 Model load_checkpoint(const std::string& path, Checkpoint* info, const std::string& config_json) {

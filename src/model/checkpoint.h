@@ -5,9 +5,11 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 
+#include "io/files.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -25,6 +27,10 @@ struct Checkpoint {
 
 void save_checkpoint(const std::string& path, const Model& model, const std::string& tokenizer,
                      const std::map<std::string, std::string>& extra = {});
+// The checkpoint written to its temporary name; renamed by commit() (io::stage_safetensors).
+std::unique_ptr<io::AtomicWriter> stage_checkpoint(
+    const std::string& path, const Model& model, const std::string& tokenizer,
+    const std::map<std::string, std::string>& extra = {});
 
 // Reads the configuration (from the file's metadata, or config_json if the file has none),
 // builds the model and loads every tensor, checking names and shapes.

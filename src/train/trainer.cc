@@ -98,21 +98,23 @@ model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
   return m;
 }
 
-void save_resume(const std::string& path, const model::Model& m, AdamW& opt,
-                 const BatchSampler& sampler, const nlohmann::json& train_config, int64_t step) {
+// The resume file written to its temporary name; renamed by commit().
+std::unique_ptr<io::AtomicWriter> stage_resume(const std::string& path, const model::Model& m,
+                                               AdamW& opt, const BatchSampler& sampler,
+                                               const nlohmann::json& train_config, int64_t step) {
   const auto& layout = m.layout();
   std::vector<io::TensorRef> refs;
   for (const auto& p : layout.params())
     refs.push_back({p.name, p.shape, m.weights().data() + p.offset});
   refs.push_back({"adamw.m", {layout.total()}, opt.m().data()});
   refs.push_back({"adamw.v", {layout.total()}, opt.v().data()});
-  io::write_safetensors(path, refs,
-                        {{"format", kResumeFormat},
-                         {"format_version", std::to_string(kResumeVersion)},
-                         {"step", std::to_string(step)},
-                         {"rng", sampler.rng_state()},
-                         {"model_config", m.config().to_json().dump()},
-                         {"train_config", train_config.dump()}});
+  return io::stage_safetensors(path, refs,
+                               {{"format", kResumeFormat},
+                                {"format_version", std::to_string(kResumeVersion)},
+                                {"step", std::to_string(step)},
+                                {"rng", sampler.rng_state()},
+                                {"model_config", m.config().to_json().dump()},
+                                {"train_config", train_config.dump()}});
 }
 
 int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchSampler& sampler,
@@ -352,8 +354,12 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
         r.val_loss = val_loss;
       }
       r.evaluated = true;
-      model::save_checkpoint(ckpt, m, tok_name, {{"step", std::to_string(step)}});
-      save_resume(resume, m, opt, sampler, train_config, step);
+      // Both files written whole before either is renamed: a failed write (disk full)
+      // leaves the previous pair, never a checkpoint and a resume file of different steps.
+      auto ckpt_file = model::stage_checkpoint(ckpt, m, tok_name, {{"step", std::to_string(step)}});
+      auto resume_file = stage_resume(resume, m, opt, sampler, train_config, step);
+      ckpt_file->commit();
+      resume_file->commit();
       io::write_file_atomic(c.out + "/loss.svg",
                             loss_svg(train_series, val_series, "logattn: " + c.out));
     }

@@ -169,6 +169,54 @@ class Cli(unittest.TestCase):
             _, meta = safetensors_io.load(os.path.join(out, "resume.safetensors"))
             self.assertEqual(meta["step"], "2000")
 
+    def test_a_failed_write_leaves_checkpoint_and_resume_a_consistent_pair(self):
+        # Disk full, simulated by RLIMIT_FSIZE between the checkpoint's size and the resume
+        # file's (weights + two AdamW moments): the resume write fails, and the checkpoint,
+        # written whole first, is not renamed either.
+        import resource
+        args = ("train", "--preset", "tiny", "--data", self.text, "--batch", "2", "--context",
+                "16", "--eval-batches", "1", "--steps", "3", "--eval-every", "3")
+        ok = os.path.join(self.dir, "ok")
+        r = run(*args, "--out", ok)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ck_size = os.path.getsize(os.path.join(ok, "model.safetensors"))
+        res_size = os.path.getsize(os.path.join(ok, "resume.safetensors"))
+        self.assertLess(2 * ck_size, res_size)
+
+        def limit():
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+            resource.setrlimit(resource.RLIMIT_FSIZE, (2 * ck_size, 2 * ck_size))
+        out = os.path.join(self.dir, "full")
+        r = subprocess.run([LOGATTN, *args, "--out", out], capture_output=True,
+                           encoding="latin-1", preexec_fn=limit, timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("cannot write", r.stderr)
+        self.assertIn("resume.safetensors.tmp.", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(out, "model.safetensors")))
+        self.assertFalse(os.path.exists(os.path.join(out, "resume.safetensors")))
+        self.assertEqual([f for f in os.listdir(out) if ".tmp." in f], [])
+
+    def test_a_killed_benchmark_leaves_no_measurement_running(self):
+        p = subprocess.Popen([LOGATTN, "bench", "attention", "--n", "65536", "--min-time", "30"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        children = set()
+        deadline = time.time() + 30
+        while not children and time.time() < deadline:
+            time.sleep(0.1)
+            for task in os.listdir(f"/proc/{p.pid}/task"):
+                with open(f"/proc/{p.pid}/task/{task}/children") as f:
+                    children |= {int(x) for x in f.read().split()}
+        self.assertTrue(children)
+        p.kill()
+        p.wait()
+        deadline = time.time() + 10
+        while any(os.path.exists(f"/proc/{c}") for c in children) and time.time() < deadline:
+            time.sleep(0.1)
+        for c in children:  # gone, or a zombie awaiting its reaper
+            if os.path.exists(f"/proc/{c}/stat"):
+                with open(f"/proc/{c}/stat") as f:
+                    self.assertEqual(f.read().split(")")[-1].split()[0], "Z")
+
     def test_one_train_per_run_folder(self):
         out = os.path.join(self.dir, "run")
         args = ("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
