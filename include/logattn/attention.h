@@ -57,6 +57,22 @@ class AttentionState {
 
   // Floats per head, and the raw storage [B, H, floats_per_head] in the order m, z, c, s.
   int64_t floats_per_head() const { return 2 * d_key_ + d_val_ + d_key_ * d_val_; }
+  // One head's parts: m [dk], z [dk], c [dv], s [dk, dv]. parts() is the one place the
+  // layout is written down; head(bh) applies it to head bh of this state.
+  template <typename F>
+  struct HeadParts {
+    F *m, *z, *c, *s;
+  };
+  template <typename F>
+  static HeadParts<F> parts(F* p, int64_t d_key, int64_t d_val) {
+    return {p, p + d_key, p + 2 * d_key, p + 2 * d_key + d_val};
+  }
+  HeadParts<float> head(int64_t bh) {
+    return parts(data_.data() + bh * floats_per_head(), d_key_, d_val_);
+  }
+  HeadParts<const float> head(int64_t bh) const {
+    return parts(data_.data() + bh * floats_per_head(), d_key_, d_val_);
+  }
   std::span<float> data() { return data_; }
   std::span<const float> data() const { return data_; }
 

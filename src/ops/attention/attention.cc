@@ -92,21 +92,20 @@ void check_state(const char* op, const AttentionState& st, int64_t b, int64_t h,
 }
 
 HeadState head_state(AttentionState& st, int64_t bh) {
-  float* p = st.data().data() + bh * st.floats_per_head();
-  const int64_t dk = st.d_key(), dv = st.d_val();
-  return HeadState{p, p + dk, p + 2 * dk, p + 2 * dk + dv};
+  const auto h = st.head(bh);
+  return HeadState{h.m, h.z, h.c, h.s};
 }
 
 // An empty state (as AttentionState::reset makes) in storage: m [dk], z [dk], c [dv], s [dk, dv].
 HeadState empty_head_state(const HeadDims& hd, std::vector<float>& storage) {
   const int64_t dk = hd.dk, dv = hd.dv;
   storage.resize(2 * dk + dv + dk * dv);
-  float* p = storage.data();
-  std::fill(p, p + dk, kNegInf);
-  std::fill(p + dk, p + 2 * dk, 0.f);
-  std::fill(p + 2 * dk, p + 2 * dk + dv, hd.log_values ? kNegInf : 0.f);
-  std::fill(p + 2 * dk + dv, p + storage.size(), 0.f);
-  return HeadState{p, p + dk, p + 2 * dk, p + 2 * dk + dv};
+  const auto h = AttentionState::parts(storage.data(), dk, dv);
+  std::fill(h.m, h.m + dk, kNegInf);
+  std::fill(h.z, h.z + dk, 0.f);
+  std::fill(h.c, h.c + dv, hd.log_values ? kNegInf : 0.f);
+  std::fill(h.s, h.s + dk * dv, 0.f);
+  return HeadState{h.m, h.z, h.c, h.s};
 }
 
 // Runs fn(bh, buffers) for every (batch, head) in parallel.
@@ -279,10 +278,10 @@ void attention_backward(const AttentionOptions& opt, const AttentionDims& dm,
   expect_finite(op, "gy", gy, nq, dv, H);
   if (state_in) check_state(op, *state_in, B, H, dk, dv, opt.values);
   const HeadDims hd{dk, dv, false};
-  const int64_t per_head = state_in ? state_in->floats_per_head() : 0;
   for_each_head(B * H, [&](int64_t bh, ChunkBuffers& buf) {
-    const float* st = state_in ? state_in->data().data() + bh * per_head : nullptr;
-    const float *sm = st, *sz = st ? st + dk : nullptr, *ss = st ? st + 2 * dk + dv : nullptr;
+    const bool st = state_in != nullptr;
+    const auto h = st ? state_in->head(bh) : AttentionState::HeadParts<const float>{};
+    const float *sm = h.m, *sz = h.z, *sc_in = h.c, *ss = h.s;
     const float* qh = q.data() + bh * nq * dk;
     const float* kh = k.data() + bh * nk * dk;
     const float* lh = log_d.data() + bh * nq;
@@ -309,7 +308,7 @@ void attention_backward(const AttentionOptions& opt, const AttentionDims& dm,
     yc.resize(nq * dv);
     gyc.resize(nq * dv);
     if (st) {
-      for (int64_t j = 0; j < dv; ++j) cs[j] = st[2 * dk + j];
+      for (int64_t j = 0; j < dv; ++j) cs[j] = sc_in[j];
     }
     for (int64_t s = 0; s < nk; ++s)
       for (int64_t j = 0; j < dv; ++j) cs[j] = std::max(cs[j], lv[s * dv + j]);
@@ -328,7 +327,7 @@ void attention_backward(const AttentionOptions& opt, const AttentionDims& dm,
       sc.assign(ss, ss + dk * dv);
       for (int64_t d = 0; d < dk; ++d)
         for (int64_t j = 0; j < dv; ++j) {
-          const float cj = st[2 * dk + j];
+          const float cj = sc_in[j];
           sc[d * dv + j] *= cj == kNegInf ? 0.f : std::exp(cj - cs[j]);
         }
     }

@@ -32,14 +32,12 @@ AttentionState::AttentionState(int64_t batch, int64_t heads, int64_t d_key, int6
 
 void AttentionState::reset() {
   tokens_ = 0;
-  const int64_t per = floats_per_head();
   for (int64_t bh = 0; bh < batch_ * heads_; ++bh) {
-    float* p = data_.data() + bh * per;
-    std::fill(p, p + d_key_, kNegInf);                  // m
-    std::fill(p + d_key_, p + 2 * d_key_, 0.f);         // z
-    std::fill(p + 2 * d_key_, p + 2 * d_key_ + d_val_,  // c
-              values_ == Values::kLog ? kNegInf : 0.f);
-    std::fill(p + 2 * d_key_ + d_val_, p + per, 0.f);  // s
+    const auto h = head(bh);
+    std::fill(h.m, h.m + d_key_, kNegInf);
+    std::fill(h.z, h.z + d_key_, 0.f);
+    std::fill(h.c, h.c + d_val_, values_ == Values::kLog ? kNegInf : 0.f);
+    std::fill(h.s, h.s + d_key_ * d_val_, 0.f);
   }
 }
 
@@ -50,8 +48,7 @@ void AttentionState::to_log_space(std::span<float> h_s, std::span<float> h_z) co
         "AttentionState::to_log_space: h_s must have B*H*dk*dv = " + std::to_string(n * dk * dv) +
         " and h_z B*H*dk = " + std::to_string(n * dk) + " elements");
   for (int64_t bh = 0; bh < n; ++bh) {
-    const float* p = data_.data() + bh * floats_per_head();
-    const float *m = p, *z = p + dk, *c = p + 2 * dk, *s = p + 2 * dk + dv;
+    const auto [m, z, c, s] = head(bh);
     for (int64_t d = 0; d < dk; ++d) {
       h_z[bh * dk + d] = z[d] > 0.f ? std::log(z[d]) + m[d] : kNegInf;
       for (int64_t j = 0; j < dv; ++j) {
@@ -84,8 +81,7 @@ AttentionState AttentionState::from_log_space(int64_t batch, int64_t heads, int6
       throw Error("AttentionState::from_log_space: h_z has NaN or +inf");
   st.tokens_ = tokens;
   for (int64_t bh = 0; bh < n; ++bh) {
-    float* p = st.data_.data() + bh * st.floats_per_head();
-    float *m = p, *z = p + dk, *c = p + 2 * dk, *s = p + 2 * dk + dv;
+    const auto [m, z, c, s] = st.head(bh);
     const float* hs = h_s.data() + bh * dk * dv;
     const float* hz = h_z.data() + bh * dk;
     // Reference each key feature at its own log Z, so z = 1 where the sum is not empty.

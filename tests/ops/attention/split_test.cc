@@ -37,15 +37,15 @@ void put(std::vector<float>& x, const std::vector<float>& part, int64_t bh, int6
 ::testing::AssertionResult states_match(const AttentionState& a, const AttentionState& b,
                                         const Case& c) {
   if (a.tokens() != b.tokens()) return ::testing::AssertionFailure() << "token counts differ";
-  const int64_t per = a.floats_per_head(), dk = a.d_key(), dv = a.d_val(), n = c.dims.n_k;
+  const int64_t dk = a.d_key(), dv = a.d_val(), n = c.dims.n_k;
   const bool log_values = c.opt.values == Values::kLog;
   for (int64_t bh = 0; bh < a.batch() * a.heads(); ++bh) {
-    const float* x = a.data().data() + bh * per;
-    const float* y = b.data().data() + bh * per;
+    const auto x = a.head(bh), y = b.head(bh);
     for (int64_t d = 0; d < dk; ++d)
-      if (x[d] != y[d]) return ::testing::AssertionFailure() << "head " << bh << " m[" << d << "]";
+      if (x.m[d] != y.m[d])
+        return ::testing::AssertionFailure() << "head " << bh << " m[" << d << "]";
     for (int64_t j = 0; j < dv; ++j)
-      if (x[2 * dk + j] != y[2 * dk + j])
+      if (x.c[j] != y.c[j])
         return ::testing::AssertionFailure() << "head " << bh << " c[" << j << "]";
     const float* k = c.k.data() + bh * n * dk;
     const float* v = c.v.data() + bh * n * dv;
@@ -59,19 +59,19 @@ void put(std::vector<float>& x, const std::vector<float>& part, int64_t bh, int6
       double zmag = 0.0;
       std::vector<double> smag(dv, 0.0);
       for (int64_t t = 0; t < n; ++t) {
-        const double w = std::exp(double(k[t * dk + d]) - y[d]);
+        const double w = std::exp(double(k[t * dk + d]) - y.m[d]);
         zmag += w;
         for (int64_t j = 0; j < dv; ++j)
-          smag[j] += log_values ? w * std::exp(double(v[t * dv + j]) - y[2 * dk + j])
+          smag[j] += log_values ? w * std::exp(double(v[t * dv + j]) - y.c[j])
                                 : w * std::abs(double(v[t * dv + j]));
       }
-      if (std::abs(x[dk + d] - y[dk + d]) > bound * zmag + kEta)
+      if (std::abs(x.z[d] - y.z[d]) > bound * zmag + kEta)
         return ::testing::AssertionFailure() << "head " << bh << " z[" << d << "]";
       for (int64_t j = 0; j < dv; ++j) {
-        const int64_t i = 2 * dk + dv + d * dv + j;
-        if (std::abs(x[i] - y[i]) > bound * smag[j] + kEta)
+        const int64_t i = d * dv + j;
+        if (std::abs(x.s[i] - y.s[i]) > bound * smag[j] + kEta)
           return ::testing::AssertionFailure()
-                 << "head " << bh << " s[" << d << ", " << j << "]: " << x[i] << " vs " << y[i]
+                 << "head " << bh << " s[" << d << ", " << j << "]: " << x.s[i] << " vs " << y.s[i]
                  << " (bound " << bound * smag[j] << ")";
       }
     }
