@@ -15,6 +15,7 @@
 
 #include "cli/bench_util.h"
 #include "cli/commands.h"
+#include "cli/compare.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "logattn/attention.h"
@@ -160,12 +161,6 @@ struct SgemmConfig {
   bool json = false;
 };
 
-struct SgemmSetting {
-  std::string label;  // what the user sets to get it
-  std::string kernel;
-  std::vector<double> gflops;  // one per round
-};
-
 double sgemm_gflops(ops::GemmBackend backend, int64_t n, double min_time) {
   const auto a = random_tensor(n * n, 1), b = random_tensor(n * n, 2);
   std::vector<float> out(n * n);
@@ -183,81 +178,50 @@ int run_bench_sgemm(const SgemmConfig& c, const OptionTable& table) {
   if (c.rounds < 1 || c.rounds > 100) throw Error("bench sgemm: --rounds must be in [1, 100]");
   if (c.backend != "all" && c.backend != "onednn" && c.backend != "openblas")
     throw Error("bench sgemm: --backend must be all, onednn or openblas, not '" + c.backend + "'");
-  const ops::GemmBackend chosen = ops::gemm_backend();
-  std::vector<ops::GemmBackend> in_process;
-  if (c.backend != "openblas") in_process.push_back(ops::GemmBackend::kOneDnn);
-  if (c.backend != "onednn") in_process.push_back(ops::GemmBackend::kOpenBlas);
+  const nlohmann::json record = {
+      {"size", c.size}, {"threads", omp_get_max_threads()}, {"sgemm", ops::gemm_backend_name()}};
+  if (c.backend != "all") {
+    // One backend, in this process (as each setting of `all` runs it).
+    const auto b = c.backend == "onednn" ? ops::GemmBackend::kOneDnn : ops::GemmBackend::kOpenBlas;
+    GemmSetting s{"LOGATTN_GEMM=" + c.backend, {}, b, ops::gemm_backend_name(b), {}};
+    for (int64_t r = 0; r < c.rounds; ++r) s.rates.push_back(sgemm_gflops(b, c.size, c.min_time));
+    if (!c.json)
+      fmt::print("logattn bench sgemm: {0}x{0}x{0}\nconfig: {1} {2}\n", c.size, table.describe(),
+                 machine_config());
+    report_settings({s}, "gflops", "GFLOP/s", c.rounds, c.json, record);
+    return 0;
+  }
   std::vector<std::string> cores;
-  if (c.backend == "all" && c.openblas_cores != "none") {
-    if (c.openblas_cores == "auto") {
-      cores = openblas_cores_for_this_cpu();
-    } else {
-      for (size_t p = 0; p <= c.openblas_cores.size();) {
-        const size_t q = std::min(c.openblas_cores.find(',', p), c.openblas_cores.size());
-        if (q > p) cores.push_back(c.openblas_cores.substr(p, q - p));
-        p = q + 1;
-      }
+  if (c.openblas_cores == "auto") {
+    cores = openblas_cores_for_this_cpu();
+  } else if (c.openblas_cores != "none") {
+    for (size_t p = 0; p <= c.openblas_cores.size();) {
+      const size_t q = std::min(c.openblas_cores.find(',', p), c.openblas_cores.size());
+      if (q > p) cores.push_back(c.openblas_cores.substr(p, q - p));
+      p = q + 1;
     }
   }
-  std::vector<SgemmSetting> settings;
-  for (auto b : in_process) {
-    const bool is_default = b == chosen;
-    std::string label =
-        b == ops::GemmBackend::kOneDnn ? "LOGATTN_GEMM=onednn" : "LOGATTN_GEMM=openblas";
-    if (is_default) label += " (this process)";
-    settings.push_back({label, ops::gemm_backend_name(b), {}});
-  }
-  for (const auto& core : cores)
-    settings.push_back({"LOGATTN_GEMM=openblas OPENBLAS_CORETYPE=" + core, "", {}});
   if (!c.json)
     fmt::print("logattn bench sgemm: {0}x{0}x{0}, {1} alternating rounds\nconfig: {2} {3}\n",
                c.size, c.rounds, table.describe(), machine_config());
   std::fflush(stdout);
-  for (int64_t r = 0; r < c.rounds; ++r) {
-    for (size_t i = 0; i < in_process.size(); ++i) {
-      const std::string rec = in_child([&] {
-        return fmt::format("{{\"gflops\": {}}}", sgemm_gflops(in_process[i], c.size, c.min_time));
+  auto settings = gemm_settings(cores);
+  measure_settings(
+      settings, c.rounds,
+      [&](const GemmSetting& s) {
+        return std::vector<std::string>{
+            "bench",      "sgemm",
+            "--backend",  s.backend == ops::GemmBackend::kOneDnn ? "onednn" : "openblas",
+            "--rounds",   "1",
+            "--size",     std::to_string(c.size),
+            "--min-time", fmt::format("{}", c.min_time),
+            "--json"};
+      },
+      [](const nlohmann::json& j) {
+        const auto& r = j.at("results").at(0);
+        return std::pair{r.at("kernel").get<std::string>(), r.at("gflops").get<double>()};
       });
-      settings[i].gflops.push_back(json_number(rec, "gflops"));
-    }
-    for (size_t i = 0; i < cores.size(); ++i) {
-      const std::string out =
-          run_self({"bench", "sgemm", "--backend", "openblas", "--rounds", "1", "--size",
-                    std::to_string(c.size), "--min-time", fmt::format("{}", c.min_time), "--json"},
-                   {{"OPENBLAS_CORETYPE", cores[i]}});
-      const auto j = nlohmann::json::parse(out);
-      auto& s = settings[in_process.size() + i];
-      s.kernel = j.at("results").at(0).at("kernel").get<std::string>();
-      s.gflops.push_back(j.at("results").at(0).at("gflops").get<double>());
-    }
-  }
-  double best = 0.0, mine = 0.0;
-  for (size_t i = 0; i < settings.size(); ++i) {
-    best = std::max(best, median(settings[i].gflops));
-    if (i < in_process.size() && in_process[i] == chosen) mine = median(settings[i].gflops);
-  }
-  nlohmann::json results = nlohmann::json::array();
-  for (const auto& s : settings)
-    results.push_back({{"setting", s.label},
-                       {"kernel", s.kernel},
-                       {"gflops", median(s.gflops)},
-                       {"rounds", s.gflops}});
-  if (c.json) {
-    nlohmann::json j = {{"size", c.size},
-                        {"threads", omp_get_max_threads()},
-                        {"sgemm", ops::gemm_backend_name()},
-                        {"results", results}};
-    if (mine > 0) j["default_of_best"] = mine / best;
-    fmt::print("{}\n", j.dump());
-    return 0;
-  }
-  fmt::print("{:<52} {:<26} {:>9} {:>8}\n", "setting", "kernel", "GFLOP/s", "of best");
-  for (const auto& s : settings)
-    fmt::print("{:<52} {:<26} {:>9.1f} {:>7.0f}%\n", s.label, s.kernel, median(s.gflops),
-               100.0 * median(s.gflops) / best);
-  if (mine > 0)
-    fmt::print("this process's products ({}): {:.0f}% of the best setting (median of {} rounds)\n",
-               ops::gemm_backend_name(), 100.0 * mine / best, c.rounds);
+  report_settings(settings, "gflops", "GFLOP/s", c.rounds, c.json, record);
   return 0;
 }
 

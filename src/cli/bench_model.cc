@@ -11,6 +11,7 @@
 
 #include "cli/bench_util.h"
 #include "cli/commands.h"
+#include "cli/compare.h"
 #include "cli/options.h"
 #include "generate/generator.h"
 #include "logattn/error.h"
@@ -112,8 +113,8 @@ int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
     fmt::print("logattn bench train\nconfig: {}\n", table.describe() + " " + machine_config());
   std::fflush(stdout);
   if (!c.compare) {
+    // in_child turns a measurement's error into an exception.
     const auto r = nlohmann::json::parse(in_child([&] { return measure_train(c).dump(); }));
-    if (r.contains("error")) throw Error("bench train: " + r.at("error").get<std::string>());
     if (c.json) {
       fmt::print("{}\n", r.dump());
       return 0;
@@ -126,60 +127,22 @@ int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
     return 0;
   }
   // Each matrix-product setting in its own process, alternating rounds.
-  struct Setting {
-    std::string label;
-    std::vector<std::pair<std::string, std::string>> env;
-    std::string kernel;
-    std::vector<double> tokens_per_s;
-  };
-  std::vector<Setting> settings = {
-      {"LOGATTN_GEMM=onednn", {{"LOGATTN_GEMM", "onednn"}}, "", {}},
-      {"LOGATTN_GEMM=openblas", {{"LOGATTN_GEMM", "openblas"}}, "", {}}};
-  for (const auto& core : openblas_cores_for_this_cpu())
-    settings.push_back({"LOGATTN_GEMM=openblas OPENBLAS_CORETYPE=" + core,
-                        {{"LOGATTN_GEMM", "openblas"}, {"OPENBLAS_CORETYPE", core}},
-                        "",
-                        {}});
-  const std::vector<std::string> args = {"bench",       "train",
-                                         "--preset",    c.preset,
-                                         "--attention", c.attention,
-                                         "--batch",     std::to_string(c.batch),
-                                         "--context",   std::to_string(c.context),
-                                         "--steps",     std::to_string(c.steps),
-                                         "--json"};
-  for (int64_t r = 0; r < c.rounds; ++r)
-    for (auto& s : settings) {
-      const std::string out = run_self(args, s.env);
-      const auto j = nlohmann::json::parse(out.substr(out.find('{')));
-      s.kernel = j.at("sgemm").get<std::string>();
-      s.tokens_per_s.push_back(j.at("tokens_per_s").get<double>());
-    }
-  double best = 0;
-  for (const auto& s : settings) best = std::max(best, median(s.tokens_per_s));
-  nlohmann::json results = nlohmann::json::array();
-  for (const auto& s : settings)
-    results.push_back({{"setting", s.label},
-                       {"kernel", s.kernel},
-                       {"tokens_per_s", median(s.tokens_per_s)},
-                       {"rounds", s.tokens_per_s}});
-  const std::string mine = ops::gemm_backend() == ops::GemmBackend::kOneDnn
-                               ? "LOGATTN_GEMM=onednn"
-                               : "LOGATTN_GEMM=openblas";
-  double mine_rate = 0;
-  for (const auto& s : settings)
-    if (s.label == mine) mine_rate = median(s.tokens_per_s);
-  if (c.json) {
-    fmt::print(
-        "{}\n",
-        nlohmann::json({{"results", results}, {"default_of_best", mine_rate / best}}).dump());
-    return 0;
-  }
-  fmt::print("{:<52} {:<26} {:>10} {:>8}\n", "setting", "kernel", "tokens/s", "of best");
-  for (const auto& s : settings)
-    fmt::print("{:<52} {:<26} {:>10.0f} {:>7.0f}%\n", s.label, s.kernel, median(s.tokens_per_s),
-               100 * median(s.tokens_per_s) / best);
-  fmt::print("this process's setting ({}): {:.0f}% of the best (median of {} rounds)\n", mine,
-             100 * mine_rate / best, c.rounds);
+  auto settings = gemm_settings(openblas_cores_for_this_cpu());
+  measure_settings(
+      settings, c.rounds,
+      [&](const GemmSetting&) {
+        return std::vector<std::string>{"bench",       "train",
+                                        "--preset",    c.preset,
+                                        "--attention", c.attention,
+                                        "--batch",     std::to_string(c.batch),
+                                        "--context",   std::to_string(c.context),
+                                        "--steps",     std::to_string(c.steps),
+                                        "--json"};
+      },
+      [](const nlohmann::json& j) {
+        return std::pair{j.at("sgemm").get<std::string>(), j.at("tokens_per_s").get<double>()};
+      });
+  report_settings(settings, "tokens_per_s", "tokens/s", c.rounds, c.json);
   return 0;
 }
 
