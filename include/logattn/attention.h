@@ -67,6 +67,8 @@ class AttentionState {
   static HeadParts<F> parts(F* p, int64_t d_key, int64_t d_val) {
     return {p, p + d_key, p + 2 * d_key, p + 2 * d_key + d_val};
   }
+  // Empties one head's sums (log 0 = -inf): m = -inf, z = s = 0, c = -inf for log-values.
+  static void clear(HeadParts<float> h, int64_t d_key, int64_t d_val, Values values);
   HeadParts<float> head(int64_t bh) {
     return parts(data_.data() + bh * floats_per_head(), d_key_, d_val_);
   }

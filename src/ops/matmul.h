@@ -7,8 +7,9 @@
 // AMX), so a CPU newer than the libraries runs at full speed; Debian's OpenBLAS picks its
 // kernels by CPU model and falls back to generic SSE3 kernels on models it does not know.
 // LOGATTN_GEMM=openblas selects OpenBLAS, and so does OPENBLAS_CORETYPE set without
-// LOGATTN_GEMM (a user naming an OpenBLAS kernel gets it); DNNL_MAX_CPU_ISA caps oneDNN's. Inside an OpenMP parallel region both run on the calling
-// thread only, so per-head products do not oversubscribe the cores.
+// LOGATTN_GEMM (a user naming an OpenBLAS kernel gets it); DNNL_MAX_CPU_ISA caps oneDNN's.
+// Inside an OpenMP parallel region both run on the calling thread only, so per-head
+// products do not oversubscribe the cores.
 #pragma once
 
 #include <cstdint>

@@ -19,6 +19,8 @@
 
 namespace logattn::train {
 
+namespace fs = std::filesystem;
+
 namespace {
 
 // SIGINT / SIGTERM while training: the step in flight finishes, its checkpoint and resume
@@ -45,12 +47,6 @@ class StopSignals {
   void (*old_int_)(int) = nullptr;
   void (*old_term_)(int) = nullptr;
 };
-
-}  // namespace
-
-namespace fs = std::filesystem;
-
-namespace {
 
 constexpr const char* kResumeFormat = "logattn-resume";
 constexpr int kResumeVersion = 1;
@@ -129,18 +125,23 @@ int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchS
     throw Error("resume: " + path +
                 " was written with other training options; resume with the same options");
   model::load_weights(st, m, {"adamw.m", "adamw.v"});  // names and shapes checked
-  for (auto [name, dst] : {std::pair{"adamw.m", &opt.m()}, {"adamw.v", &opt.v()}}) {
-    const auto x = st.floats(name);
-    if (x.size() != dst->size()) throw Error("resume: " + path + " has a bad " + name);
-    // First and second moments are finite, the second never negative: anything else would
-    // turn every weight it touches into NaN at the first update.
+  // First and second moments are finite, the second never negative: anything else would
+  // turn every weight it touches into NaN at the first update.
+  struct Moment {
+    const char* name;
+    std::vector<float>* dst;
+    bool non_negative;
+  };
+  for (const Moment& mo : {Moment{"adamw.m", &opt.m(), false}, Moment{"adamw.v", &opt.v(), true}}) {
+    const auto x = st.floats(mo.name);
+    if (x.size() != mo.dst->size()) throw Error("resume: " + path + " has a bad " + mo.name);
     for (size_t i = 0; i < x.size(); ++i)
-      if (!std::isfinite(x[i]) || (name[6] == 'v' && x[i] < 0.f))
+      if (!std::isfinite(x[i]) || (mo.non_negative && x[i] < 0.f))
         throw Error(
-            "resume: " + path + ": " + name + "[" + std::to_string(i) + "] is " +
+            "resume: " + path + ": " + mo.name + "[" + std::to_string(i) + "] is " +
             std::to_string(x[i]) +
-            (name[6] == 'v' ? "; moments must be finite and >= 0" : "; moments must be finite"));
-    *dst = x;
+            (mo.non_negative ? "; moments must be finite and >= 0" : "; moments must be finite"));
+    *mo.dst = x;
   }
   sampler.set_rng_state(get("rng"));
   const int64_t step = util::parse_integer(get("step"), 0, util::kMaxCount,
@@ -239,17 +240,15 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   TokenFile train_tokens(train_path);
   std::optional<TokenFile> val_tokens;
   if (!val_path.empty()) val_tokens.emplace(val_path);
-  for (int64_t i = 0; i < train_tokens.size(); ++i)
-    if (train_tokens[i] >= m.config().vocab)
-      throw Error("train: " + train_path + " has token id " + std::to_string(train_tokens[i]) +
-                  " at " + std::to_string(i) + ", outside the model's vocabulary of " +
-                  std::to_string(m.config().vocab));
-  if (val_tokens)
-    for (int64_t i = 0; i < val_tokens->size(); ++i)
-      if ((*val_tokens)[i] >= m.config().vocab)
-        throw Error("train: " + val_path + " has token id " + std::to_string((*val_tokens)[i]) +
-                    " at " + std::to_string(i) + ", outside the model's vocabulary of " +
+  auto check_ids = [&](const TokenFile& t) {
+    for (int64_t i = 0; i < t.size(); ++i)
+      if (t[i] >= m.config().vocab)
+        throw Error("train: " + t.path() + " has token id " + std::to_string(t[i]) + " at " +
+                    std::to_string(i) + ", outside the model's vocabulary of " +
                     std::to_string(m.config().vocab));
+  };
+  check_ids(train_tokens);
+  if (val_tokens) check_ids(*val_tokens);
   BatchSampler sampler(train_tokens, T, c.seed + 1);
   AdamW opt(m.layout(), AdamWConfig{0.9, 0.95, 1e-8, c.weight_decay});
   const std::string ckpt = c.out + "/model.safetensors", resume = c.out + "/resume.safetensors";

@@ -31,6 +31,11 @@ class Cli(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.dir)
 
+    def tiny_train(self, out, *extra):
+        """The arguments of a small training run of the tiny preset on self.text into out."""
+        return ("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
+                "--context", "16", "--eval-batches", "1", *extra)
+
     def test_unknown_option(self):
         r = run("train", "--bogus", "3")
         self.assertNotEqual(r.returncode, 0)
@@ -81,8 +86,7 @@ class Cli(unittest.TestCase):
 
     def test_bad_training_options_and_data_are_refused(self):
         out = os.path.join(self.dir, "run")
-        base = ("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
-                "--context", "16", "--eval-batches", "1")
+        base = self.tiny_train(out)
         for args, msg in ((("--clip", "-1"), "--clip must be finite and at least 0"),
                           (("--clip", "nan"), "--clip must be finite and at least 0"),
                           (("--min-lr", "inf"), "--min-lr at least 0, both finite"),
@@ -143,9 +147,7 @@ class Cli(unittest.TestCase):
         import json
         for sig in (signal.SIGTERM, signal.SIGINT):
             out = os.path.join(self.dir, f"run{int(sig)}")
-            args = ("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch",
-                    "2", "--context", "16", "--eval-batches", "1", "--steps", "2000",
-                    "--eval-every", "2000")
+            args = self.tiny_train(out, "--steps", "2000", "--eval-every", "2000")
             p = subprocess.Popen([LOGATTN, *args], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, encoding="latin-1")
             log = os.path.join(out, "log.jsonl")
@@ -174,10 +176,8 @@ class Cli(unittest.TestCase):
         # file's (weights + two AdamW moments): the resume write fails, and the checkpoint,
         # written whole first, is not renamed either.
         import resource
-        args = ("train", "--preset", "tiny", "--data", self.text, "--batch", "2", "--context",
-                "16", "--eval-batches", "1", "--steps", "3", "--eval-every", "3")
         ok = os.path.join(self.dir, "ok")
-        r = run(*args, "--out", ok)
+        r = run(*self.tiny_train(ok, "--steps", "3", "--eval-every", "3"))
         self.assertEqual(r.returncode, 0, r.stderr)
         ck_size = os.path.getsize(os.path.join(ok, "model.safetensors"))
         res_size = os.path.getsize(os.path.join(ok, "resume.safetensors"))
@@ -187,7 +187,8 @@ class Cli(unittest.TestCase):
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
             resource.setrlimit(resource.RLIMIT_FSIZE, (2 * ck_size, 2 * ck_size))
         out = os.path.join(self.dir, "full")
-        r = subprocess.run([LOGATTN, *args, "--out", out], capture_output=True,
+        r = subprocess.run([LOGATTN, *self.tiny_train(out, "--steps", "3", "--eval-every", "3")],
+                           capture_output=True,
                            encoding="latin-1", preexec_fn=limit, timeout=120)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("cannot write", r.stderr)
@@ -219,8 +220,7 @@ class Cli(unittest.TestCase):
 
     def test_one_train_per_run_folder(self):
         out = os.path.join(self.dir, "run")
-        args = ("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
-                "--context", "16", "--eval-batches", "1")
+        args = self.tiny_train(out)
         first = subprocess.Popen([LOGATTN, *args, "--steps", "100000", "--eval-every", "1000"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -253,8 +253,7 @@ class Cli(unittest.TestCase):
 
     def test_state_and_resume_numbers_are_read_whole_and_in_range(self):
         out = os.path.join(self.dir, "run")
-        r = run("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
-                "--context", "16", "--steps", "3", "--eval-every", "3", "--eval-batches", "1")
+        r = run(*self.tiny_train(out, "--steps", "3", "--eval-every", "3"))
         self.assertEqual(r.returncode, 0, r.stderr)
         ck = os.path.join(out, "model.safetensors")
         state = os.path.join(self.dir, "state.safetensors")
@@ -269,35 +268,28 @@ class Cli(unittest.TestCase):
             self.assertEqual(r.returncode, 1, (bad, r.stderr))
             self.assertIn(f"metadata 'tokens' is '{bad}', not a whole number in [1, ", r.stderr)
         # A resume whose step is past --steps trains nothing: said, not "trained 3 steps".
+        resume = self.tiny_train(out, "--steps", "3", "--eval-every", "3", "--resume")
         res = os.path.join(out, "resume.safetensors")
         tensors, meta = safetensors_io.load(res)
         for bad in ("1e3", "26abc", "-1"):
             safetensors_io.save(res, tensors, dict(meta, step=bad))
-            r = run("train", "--out", out, "--resume", "--steps", "3", "--data", self.text,
-                    "--preset", "tiny", "--batch", "2", "--context", "16", "--eval-every", "3",
-                    "--eval-batches", "1")
+            r = run(*resume)
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertIn(f"metadata 'step' is '{bad}', not a whole number in [0, ", r.stderr)
         safetensors_io.save(res, tensors, dict(meta, step="5"))
-        r = run("train", "--out", out, "--resume", "--steps", "3", "--data", self.text,
-                "--preset", "tiny", "--batch", "2", "--context", "16", "--eval-every", "3",
-                "--eval-batches", "1")
+        r = run(*resume)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("has trained 5 steps and --steps is 3: nothing to train", r.stderr)
         safetensors_io.save(res, tensors, meta)
         # A log line without its fields (edited, or cut) is where the kept log ends.
         with open(os.path.join(out, "log.jsonl"), "w") as f:
             f.write('{"step": 1}\n')
-        r = run("train", "--out", out, "--resume", "--steps", "3", "--data", self.text,
-                "--preset", "tiny", "--batch", "2", "--context", "16", "--eval-every", "3",
-                "--eval-batches", "1")
+        r = run(*resume)
         self.assertEqual(r.returncode, 0, r.stderr)
         # An AdamW moment of +inf is refused.
         tensors["adamw.v"][5] = float("inf")
         safetensors_io.save(res, tensors, meta)
-        r = run("train", "--out", out, "--resume", "--steps", "3", "--data", self.text,
-                "--preset", "tiny", "--batch", "2", "--context", "16", "--eval-every", "3",
-                "--eval-batches", "1")
+        r = run(*resume)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("adamw.v[5] is inf; moments must be finite and >= 0", r.stderr)
         # Saving a state onto a FIFO is refused, the FIFO left as it was.
@@ -329,8 +321,7 @@ class Cli(unittest.TestCase):
 
     def test_generate_streams_and_refuses_bad_input(self):
         out = os.path.join(self.dir, "gen")
-        r = run("train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
-                "--context", "16", "--steps", "3", "--eval-every", "3", "--eval-batches", "1")
+        r = run(*self.tiny_train(out, "--steps", "3", "--eval-every", "3"))
         self.assertEqual(r.returncode, 0, r.stderr)
         ck = os.path.join(out, "model.safetensors")
         state = os.path.join(self.dir, "state.safetensors")
@@ -351,8 +342,7 @@ class Cli(unittest.TestCase):
 
     def test_kill_at_any_moment_then_resume_equals_the_uninterrupted_run(self):
         def args(out):
-            return ["train", "--preset", "tiny", "--data", self.text, "--out", out, "--batch", "2",
-                    "--context", "16", "--eval-every", "1", "--eval-batches", "1", "--steps", "150"]
+            return list(self.tiny_train(out, "--eval-every", "1", "--steps", "150"))
         straight = os.path.join(self.dir, "straight")
         r = run(*args(straight))
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -101,10 +101,7 @@ HeadState empty_head_state(const HeadDims& hd, std::vector<float>& storage) {
   const int64_t dk = hd.dk, dv = hd.dv;
   storage.resize(2 * dk + dv + dk * dv);
   const auto h = AttentionState::parts(storage.data(), dk, dv);
-  std::fill(h.m, h.m + dk, kNegInf);
-  std::fill(h.z, h.z + dk, 0.f);
-  std::fill(h.c, h.c + dv, hd.log_values ? kNegInf : 0.f);
-  std::fill(h.s, h.s + dk * dv, 0.f);
+  AttentionState::clear(h, dk, dv, hd.log_values ? Values::kLog : Values::kSigned);
   return HeadState{h.m, h.z, h.c, h.s};
 }
 

@@ -32,13 +32,14 @@ AttentionState::AttentionState(int64_t batch, int64_t heads, int64_t d_key, int6
 
 void AttentionState::reset() {
   tokens_ = 0;
-  for (int64_t bh = 0; bh < batch_ * heads_; ++bh) {
-    const auto h = head(bh);
-    std::fill(h.m, h.m + d_key_, kNegInf);
-    std::fill(h.z, h.z + d_key_, 0.f);
-    std::fill(h.c, h.c + d_val_, values_ == Values::kLog ? kNegInf : 0.f);
-    std::fill(h.s, h.s + d_key_ * d_val_, 0.f);
-  }
+  for (int64_t bh = 0; bh < batch_ * heads_; ++bh) clear(head(bh), d_key_, d_val_, values_);
+}
+
+void AttentionState::clear(HeadParts<float> h, int64_t d_key, int64_t d_val, Values values) {
+  std::fill(h.m, h.m + d_key, kNegInf);
+  std::fill(h.z, h.z + d_key, 0.f);
+  std::fill(h.c, h.c + d_val, values == Values::kLog ? kNegInf : 0.f);
+  std::fill(h.s, h.s + d_key * d_val, 0.f);
 }
 
 void AttentionState::to_log_space(std::span<float> h_s, std::span<float> h_z) const {
