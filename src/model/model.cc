@@ -181,6 +181,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     ops::linear_forward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, W + layout_.pos_b, ul_.data());
     ops::log_recurrence_forward(B, T, E, ul_.data(), state ? state->h.data() : nullptr, h_.data());
   });
+  trace("emb", -1, emb_, N * E), trace("ul", -1, ul_, N * 2 * E), trace("h", -1, h_, N * E);
   if (state)
     for (int64_t b = 0; b < B; ++b)
       std::copy(h_.begin() + ((b * T) + T - 1) * E, h_.begin() + (b * T + T) * E,
@@ -202,6 +203,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
       ops::layernorm_forward(N, E, a.x.data(), W + p.ln_w, W + p.ln_b, a.xn.data(), a.mean.data(),
                              a.rstd.data());
     });
+    trace("x", l, a.x, N * E), trace("xn", l, a.xn, N * E);
     if (state && N == 1 && !softmax_) {
       step_heads(l, state->layers[l]);  // one sequence, one token: W1 and the step fused
     } else {
@@ -230,9 +232,11 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     }
     timed(Op::kPermute, false,
           [&] { heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false); });
+    trace("proj", l, proj_, N * P), trace("a", l, a.a, N * A);
     timed(Op::kMix, false,
           [&] { ops::linear_forward(N, A, 2 * E, a.a.data(), W + p.w2, W + p.b2, a.g.data()); });
     timed(Op::kGlu, false, [&] { ops::glu_forward(N, E, a.g.data(), a.glu.data()); });
+    trace("g", l, a.g, N * 2 * E), trace("glu", l, a.glu, N * E);
     float* next = l + 1 < cfg_.n_layers ? acts_[l + 1].x.data() : x_last_.data();
     timed(Op::kOut, false,
           [&] { ops::linear_forward(N, E, E, a.glu.data(), W + p.w3, nullptr, next); });
@@ -242,6 +246,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
   }
   if (cfg_.n_layers == 0)
     for (int64_t i = 0; i < N * E; ++i) x_last_[i] = emb_[i] + h_[i];
+  trace("x_last", -1, x_last_, N * E);
   if (state) {
     // Generation needs only each sequence's last position.
     state->tokens += T;
@@ -251,6 +256,8 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     ops::layernorm_forward(B, E, dxn_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
                            meanf_.data(), rstdf_.data());
     ops::gemm(false, true, B, V, E, 1.f, xf_.data(), E, W + layout_.embed, E, 0.f, logits, V);
+    trace("xf", -1, xf_, B * E);
+    if (trace_) trace_->record("logits", logits, B * V);
     return 0.0;
   }
   timed(Op::kLayerNorm, false, [&] {
@@ -262,6 +269,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
               V);
   });
   if (logits) std::copy(logits_.begin(), logits_.end(), logits);
+  trace("xf", -1, xf_, N * E), trace("logits", -1, logits_, N * V);
   if (!targets) return 0.0;
   // The logits buffer becomes dlogits when a backward follows.
   double loss = 0.0;
@@ -270,7 +278,10 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
         ops::cross_entropy(N, V, logits_.data(), targets, backward_pass ? logits_.data() : nullptr,
                            grad_scale / static_cast<float>(N));
   });
-  if (backward_pass) backward(tokens, B, T);
+  if (backward_pass) {
+    trace("dlogits", -1, logits_, N * V);
+    backward(tokens, B, T);
+  }
   return loss;
 }
 
@@ -289,6 +300,7 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
     ops::layernorm_backward(N, E, x_last_.data(), W + layout_.lnf_w, meanf_.data(), rstdf_.data(),
                             dxn_.data(), dx_.data(), G + layout_.lnf_w, G + layout_.lnf_b, false);
   });
+  trace("dxf", -1, dxn_, N * E), trace("dx", cfg_.n_layers, dx_, N * E);
   AttentionOptions opt;
   opt.causal = true;
   opt.values = Values::kLog;
@@ -302,6 +314,7 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
                            nullptr, false);
     });
     timed(Op::kGlu, true, [&] { ops::glu_backward(N, E, a.g.data(), dglu_.data(), dg_.data()); });
+    trace("dglu", l, dglu_, N * E), trace("dg", l, dg_, N * 2 * E);
     timed(Op::kMix, true, [&] {
       ops::linear_backward(N, A, 2 * E, a.a.data(), W + p.w2, dg_.data(), da_.data(), G + p.w2,
                            G + p.b2, false);
@@ -327,6 +340,8 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
       ops::layernorm_backward(N, E, a.x.data(), W + p.ln_w, a.mean.data(), a.rstd.data(),
                               dxn_.data(), dx_.data(), G + p.ln_w, G + p.ln_b, true);
     });
+    trace("da", l, da_, N * A), trace("dproj", l, dproj_, N * P);
+    trace("dxn", l, dxn_, N * E), trace("dx", l, dx_, N * E);
   }
   // x0 = emb + h(dense(emb)).
   timed(Op::kPosition, true, [&] {
@@ -334,6 +349,7 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
     ops::linear_backward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, dul_.data(), dx_.data(),
                          G + layout_.pos_w, G + layout_.pos_b, true);
   });
+  trace("dul", -1, dul_, N * 2 * E), trace("demb", -1, dx_, N * E);
   // Embedding rows: columns in parallel, tokens in order (deterministic).
   float* ge = G + layout_.embed;
   timed(Op::kEmbedding, true, [&] {

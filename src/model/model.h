@@ -10,6 +10,7 @@
 #include "model/config.h"
 #include "model/params.h"
 #include "model/profile.h"
+#include "model/trace.h"
 #include "ops/softmax_attention.h"
 
 namespace logattn::model {
@@ -55,6 +56,9 @@ class Model {
   // Attaches a profile that forward and backward add their time per operation to (nullptr:
   // none, the default).
   void set_profile(Profile* profile) { profile_ = profile; }
+  // Attaches a trace that forward and backward record each stage's output in (nullptr:
+  // none, the default).
+  void set_trace(Trace* trace) { trace_ = trace; }
 
   // Bytes held for activations at the last shape used.
   int64_t activation_bytes() const;
@@ -82,10 +86,19 @@ class Model {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
+  // Records n values of a stage (of layer l when l >= 0) when a trace is attached.
+  void trace(const char* name, int64_t l, const std::vector<float>& v, int64_t n) const {
+    if (!trace_) return;
+    std::string key = name;
+    if (l >= 0) key.append(".").append(std::to_string(l));
+    trace_->record(key, v.data(), n);
+  }
+
   ModelConfig cfg_;
   ParamLayout layout_;
   bool softmax_ = false;  // the conventional twin
   Profile* profile_ = nullptr;
+  Trace* trace_ = nullptr;
   std::vector<float> w_, g_;
   int64_t B_ = 0, T_ = 0;
   std::vector<LayerActs> acts_;

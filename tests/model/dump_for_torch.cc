@@ -1,7 +1,10 @@
 // Writes what the PyTorch parity test (tests/python/test_model_torch.py) compares: a tiny
-// model's checkpoint, a batch, logits, loss, every gradient, and the losses of 5 AdamW steps.
+// model's checkpoint, a batch, logits, loss, every gradient and every stage's output (a
+// Trace), the same for generation through the model's state (a prompt, then steps), and the
+// losses, gradients and weights of 5 AdamW steps.
 // Usage: dump_for_torch OUT_DIR [log|softmax]
 #include <cstdio>
+#include <deque>
 #include <random>
 #include <string>
 
@@ -40,8 +43,11 @@ int main(int argc, char** argv) {
   std::vector<float> xf(x.begin(), x.end()), yf(y.begin(), y.end());
   std::vector<float> logits(B * T * cfg.vocab);
   m.zero_grads();
+  model::Trace trace, gen_trace;
+  m.set_trace(&trace);
   const float loss =
       static_cast<float>(m.forward(x.data(), y.data(), B, T, true, 1.f, logits.data()));
+  m.set_trace(&gen_trace);
 
   std::vector<io::TensorRef> out = {{"tokens", {B, T}, xf.data()},
                                     {"targets", {B, T}, yf.data()},
@@ -51,12 +57,34 @@ int main(int argc, char** argv) {
   for (const auto& p : m.layout().params())
     out.push_back({"grad." + p.name, p.shape, grads.data() + p.offset});
 
+  // Generation of sequence 0 through the model's state: a prompt of 20 tokens, then one
+  // token at a time; the logits of positions 19 .. T-1.
+  model::ModelState st = m.new_state(1);
+  std::vector<float> gen((T - 19) * cfg.vocab);
+  m.forward_with_state(x.data(), 1, 20, st, gen.data());
+  for (int64_t t = 20; t < T; ++t)
+    m.forward_with_state(x.data() + t, 1, 1, st, gen.data() + (t - 19) * cfg.vocab);
+  out.push_back({"gen_logits", {T - 19, cfg.vocab}, gen.data()});
+  m.set_trace(nullptr);
+  for (auto [prefix, tr] : {std::pair{"trace.", &trace}, {"gen.", &gen_trace}})
+    for (const auto& [name, v] : tr->values)
+      out.push_back({prefix + name, {static_cast<int64_t>(v.size())}, v.data()});
+
+  // 5 AdamW steps: each step's loss, gradients and the weights after it.
   train::AdamW opt(m.layout(), train::AdamWConfig{});
   std::vector<float> losses;
+  std::deque<std::vector<float>> kept;
   for (int s = 0; s < 5; ++s) {
     m.zero_grads();
     losses.push_back(static_cast<float>(m.forward(x.data(), y.data(), B, T, true)));
     opt.update(m.weights().data(), m.grads().data(), 1e-2);
+    const auto& g = kept.emplace_back(m.grads());
+    const auto& w = kept.emplace_back(m.weights());
+    for (const auto& p : m.layout().params()) {
+      const std::string step = "adam." + std::to_string(s) + ".";
+      out.push_back({step + "grad." + p.name, p.shape, g.data() + p.offset});
+      out.push_back({step + "weight." + p.name, p.shape, w.data() + p.offset});
+    }
   }
   out.push_back({"adam_losses", {5}, losses.data()});
   io::write_safetensors(dir + "/outputs.safetensors", out, {});
