@@ -80,8 +80,8 @@ TEST(Generator, GreedyFollowsTheModelsStatePathBitForBit) {
     ref.forward_with_state(text.data() + i, 1, std::min<int64_t>(16, 50 - i), st, last.data());
   for (int step = 0; step < 30; ++step) {
     ASSERT_EQ(gen.last_logits(), last) << "step " << step;
-    const int32_t want = static_cast<int32_t>(std::max_element(last.begin(), last.end()) -
-                                              last.begin());
+    const int32_t want =
+        static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
     const int32_t got = gen.next(greedy, rng);
     ASSERT_EQ(got, want) << "step " << step;
     ref.forward_with_state(&got, 1, 1, st, last.data());

@@ -62,7 +62,8 @@ TEST(Model, TwinGenerationCacheGrowsWithTheContext) {
   std::vector<float> last(cfg.vocab);
   m.forward_with_state(text.data(), 1, 20, st, last.data());
   EXPECT_EQ(st.caches[0].k.size(), 20u * cfg.d_key);
-  for (int64_t n = 21; n <= 45; ++n) m.forward_with_state(text.data() + n - 1, 1, 1, st, last.data());
+  for (int64_t n = 21; n <= 45; ++n)
+    m.forward_with_state(text.data() + n - 1, 1, 1, st, last.data());
   EXPECT_EQ(st.caches[0].k.size(), 45u * cfg.d_key);
   EXPECT_EQ(st.caches[0].lv.size(), 45u * cfg.d_val);
   for (float x : last) ASSERT_TRUE(std::isfinite(x));
