@@ -15,6 +15,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
 #include "train/plot.h"
+#include "train/resume.h"
 #include "util/checked.h"
 
 namespace logattn::train {
@@ -48,25 +49,6 @@ class StopSignals {
   void (*old_term_)(int) = nullptr;
 };
 
-constexpr const char* kResumeFormat = "logattn-resume";
-constexpr int kResumeVersion = 1;
-
-nlohmann::json config_json(const TrainConfig& c, const std::string& tokenizer) {
-  return {{"tokenizer", tokenizer},
-          {"batch", c.batch},
-          {"context", c.context},
-          {"accum", c.accum},
-          {"lr", c.lr},
-          {"min_lr", c.min_lr},
-          {"warmup", c.warmup},
-          {"steps", c.steps},
-          {"weight_decay", c.weight_decay},
-          {"clip", c.clip},
-          {"seed", c.seed},
-          {"eval_every", c.eval_every},
-          {"eval_batches", c.eval_batches}};
-}
-
 model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
   if (!c.init.empty()) {
     model::Checkpoint info;
@@ -92,62 +74,6 @@ model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
   model::Model m(mc);
   m.init(c.seed);
   return m;
-}
-
-// The resume file written to its temporary name; renamed by commit().
-std::unique_ptr<io::AtomicWriter> stage_resume(const std::string& path, const model::Model& m,
-                                               AdamW& opt, const BatchSampler& sampler,
-                                               const nlohmann::json& train_config, int64_t step) {
-  const auto& layout = m.layout();
-  std::vector<io::TensorRef> refs;
-  for (const auto& p : layout.params())
-    refs.push_back({p.name, p.shape, m.weights().data() + p.offset});
-  refs.push_back({"adamw.m", {layout.total()}, opt.m().data()});
-  refs.push_back({"adamw.v", {layout.total()}, opt.v().data()});
-  return io::stage_safetensors(path, refs,
-                               {{"format", kResumeFormat},
-                                {"format_version", std::to_string(kResumeVersion)},
-                                {"step", std::to_string(step)},
-                                {"rng", sampler.rng_state()},
-                                {"model_config", m.config().to_json().dump()},
-                                {"train_config", train_config.dump()}});
-}
-
-int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchSampler& sampler,
-                    const nlohmann::json& train_config) {
-  const auto st = io::SafeTensors::read(path);
-  auto get = [&](const char* k) { return st.required_metadata(k, "resume:"); };
-  if (get("format") != kResumeFormat || get("format_version") != std::to_string(kResumeVersion))
-    throw Error("resume: " + path + " is not a logattn resume file of version 1");
-  if (nlohmann::json::parse(get("model_config")) != m.config().to_json())
-    throw Error("resume: " + path + " is for another model configuration");
-  if (nlohmann::json::parse(get("train_config")) != train_config)
-    throw Error("resume: " + path +
-                " was written with other training options; resume with the same options");
-  model::load_weights(st, m, {"adamw.m", "adamw.v"});  // names and shapes checked
-  // First and second moments are finite, the second never negative: anything else would
-  // turn every weight it touches into NaN at the first update.
-  struct Moment {
-    const char* name;
-    std::vector<float>* dst;
-    bool non_negative;
-  };
-  for (const Moment& mo : {Moment{"adamw.m", &opt.m(), false}, Moment{"adamw.v", &opt.v(), true}}) {
-    const auto x = st.floats(mo.name);
-    if (x.size() != mo.dst->size()) throw Error("resume: " + path + " has a bad " + mo.name);
-    for (size_t i = 0; i < x.size(); ++i)
-      if (!std::isfinite(x[i]) || (mo.non_negative && x[i] < 0.f))
-        throw Error(
-            "resume: " + path + ": " + mo.name + "[" + std::to_string(i) + "] is " +
-            std::to_string(x[i]) +
-            (mo.non_negative ? "; moments must be finite and >= 0" : "; moments must be finite"));
-    *mo.dst = x;
-  }
-  sampler.set_rng_state(get("rng"));
-  const int64_t step = util::parse_integer(get("step"), 0, util::kMaxCount,
-                                           "resume file " + path + ": metadata 'step'");
-  opt.set_step(step);
-  return step;
 }
 
 }  // namespace
@@ -223,7 +149,7 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   std::string ckpt_tokenizer;
   model::Model m = make_model(c, &ckpt_tokenizer);
   const std::string tok_name = resolve_tokenizer(c.tokenizer, ckpt_tokenizer, m.config().vocab);
-  const nlohmann::json train_config = config_json(c, tok_name);
+  const nlohmann::json train_config = train_config_json(c, tok_name);
   const int64_t T = c.context > 0 ? c.context : m.config().context;
   // The logits of a micro-batch are the largest buffer: batch x context x vocab floats.
   util::checked_product({c.batch, T, m.config().vocab}, "train: batch x context x vocab");
@@ -263,33 +189,10 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
                   ": nothing to train; give a larger --steps to continue it");
   }
   // The log restarts with the run, or continues up to the resumed step.
-  Series train_series, val_series;
-  {
-    std::vector<std::string> kept;
-    if (c.resume) {
-      std::ifstream in(log_path);
-      std::string line;
-      while (std::getline(in, line)) {
-        try {
-          // at(): a line without a field (cut by a kill, or edited by hand) throws instead of
-          // reading past a const object.
-          const auto j = nlohmann::json::parse(line);
-          const double line_step = j.at("step").get<double>(), loss = j.at("loss").get<double>();
-          if (line_step > static_cast<double>(step)) break;
-          const bool has_val = j.contains("val_loss");
-          const double val = has_val ? j.at("val_loss").get<double>() : 0.0;
-          kept.push_back(line);
-          train_series.push_back({line_step, loss});
-          if (has_val) val_series.push_back({line_step, val});
-        } catch (const nlohmann::json::exception&) {
-          break;  // a line cut by a kill: the log continues from the last whole line
-        }
-      }
-    }
-    std::string text;
-    for (const auto& l : kept) text += l + "\n";
-    io::write_file_atomic(log_path, text);
-  }
+  KeptLog kept = c.resume ? read_log(log_path, step) : KeptLog{};
+  Series& train_series = kept.train;
+  Series& val_series = kept.val;
+  io::write_file_atomic(log_path, kept.text);
   std::ofstream log(log_path, std::ios::app);
 
   const int64_t B = c.batch;
