@@ -15,6 +15,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev # tests and micro-benchmarks
   pybind11-dev python3-dev python3-numpy    # Python module
   python3-torch                             # PyTorch reference for tests and benchmarks
+  clang-14 libclang-rt-14-dev libomp-14-dev # fuzzing: libFuzzer (clang's), its OpenMP
   fortunes                                  # the embedded default corpus
   nodejs ca-certificates                    # js-tiktoken (reference ids, baseline); https
 )

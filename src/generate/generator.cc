@@ -4,6 +4,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "logattn/error.h"
 #include "util/checked.h"
@@ -56,7 +57,8 @@ void Generator::load(const std::string& path) {
   if (get("format_version") != std::to_string(kStateVersion))
     throw Error("state file " + path + " has format version " + get("format_version") +
                 "; this logattn reads version " + std::to_string(kStateVersion));
-  if (nlohmann::json::parse(get("config")) != model_.config().to_json())
+  if (io::parse_json(get("config"), "state file " + path + ": metadata 'config'") !=
+      model_.config().to_json())
     throw Error("state file " + path + " is for another model (configuration " + get("config") +
                 ")");
   model::ModelState s = model_.new_state(1);

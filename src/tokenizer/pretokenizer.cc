@@ -25,6 +25,20 @@ std::string gpt2_expression() {
          ws + "+(?!" + not_ws + ")|" + ws + "+";
 }
 
+// Whether text ends with a character of kWhite (UTF-8 is self-synchronising: a valid
+// encoding at the end is that character whatever precedes it).
+bool ends_with_white(std::string_view text) {
+  if (text.empty()) return false;
+  if (std::string_view("\t\n\v\f\r ").find(text.back()) != std::string_view::npos) return true;
+  for (const std::string_view w : {"\xc2\x85", "\xc2\xa0", "\xe1\x9a\x80", "\xe2\x80\xa8",
+                                   "\xe2\x80\xa9", "\xe2\x80\xaf", "\xe2\x81\x9f", "\xe3\x80\x80"})
+    if (text.ends_with(w)) return true;
+  const size_t n = text.size();  // U+2000 .. U+200A
+  return n >= 3 && text.substr(n - 3, 2) == "\xe2\x80" &&
+         static_cast<unsigned char>(text[n - 1]) >= 0x80 &&
+         static_cast<unsigned char>(text[n - 1]) <= 0x8a;
+}
+
 }  // namespace
 
 Gpt2Pattern::Gpt2Pattern() {
@@ -71,8 +85,9 @@ bool PieceSplitter::next_match(std::string_view text, size_t pos, size_t* s, siz
 size_t safe_cut(std::string_view text, size_t from) {
   if (from == 0) from = 1;
   for (size_t p = from; p < text.size(); ++p) {
-    const unsigned char c = static_cast<unsigned char>(text[p]);
-    if (text[p - 1] == '\n' && c > 0x20 && c < 0x7f) return p;
+    const auto c = static_cast<unsigned char>(text[p]);
+    if (text[p - 1] == '\n' && c > 0x20 && c < 0x7f && !ends_with_white(text.substr(0, p - 1)))
+      return p;
   }
   return text.size();
 }

@@ -59,7 +59,9 @@ class PieceSplitter {
 
 // A position p >= from where text may be cut into [.., p) and [p, ..) and each part split
 // alone (with the lookahead rule above) into the same pieces as the whole: just after a
-// newline that is followed by a printable ASCII character. text.size() if there is none.
+// newline that is followed by a printable ASCII character and comes after anything but white
+// space. (After a longer run of white space, the whole splits the run before its last
+// newline, while the left part alone keeps the run as one piece.) text.size() if none.
 size_t safe_cut(std::string_view text, size_t from);
 
 }  // namespace logattn::tokenizer

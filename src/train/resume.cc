@@ -3,6 +3,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
@@ -57,9 +58,10 @@ int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchS
   auto get = [&](const char* k) { return st.required_metadata(k, "resume:"); };
   if (get("format") != kResumeFormat || get("format_version") != std::to_string(kResumeVersion))
     throw Error("resume: " + path + " is not a logattn resume file of version 1");
-  if (nlohmann::json::parse(get("model_config")) != m.config().to_json())
+  const std::string meta = "resume file " + path + ": metadata ";
+  if (io::parse_json(get("model_config"), meta + "'model_config'") != m.config().to_json())
     throw Error("resume: " + path + " is for another model configuration");
-  if (nlohmann::json::parse(get("train_config")) != train_config)
+  if (io::parse_json(get("train_config"), meta + "'train_config'") != train_config)
     throw Error("resume: " + path +
                 " was written with other training options; resume with the same options");
   model::load_weights(st, m, {"adamw.m", "adamw.v"});  // names and shapes checked

@@ -267,6 +267,11 @@ class Cli(unittest.TestCase):
             r = run("generate", "--model", ck, "--load-state", path, "-n", "2")
             self.assertEqual(r.returncode, 1, (bad, r.stderr))
             self.assertIn(f"metadata 'tokens' is '{bad}', not a whole number in [1, ", r.stderr)
+        # Metadata JSON that does not parse (found by tests/fuzz): an error naming the file.
+        safetensors_io.save(path, tensors, dict(meta, config='{"vocab": 2$'))
+        r = run("generate", "--model", ck, "--load-state", path, "-n", "2")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"state file {path}: metadata 'config' is not valid JSON", r.stderr)
         # A resume whose step is past --steps trains nothing: said, not "trained 3 steps".
         resume = self.tiny_train(out, "--steps", "3", "--eval-every", "3", "--resume")
         res = os.path.join(out, "resume.safetensors")
@@ -276,6 +281,11 @@ class Cli(unittest.TestCase):
             r = run(*resume)
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertIn(f"metadata 'step' is '{bad}', not a whole number in [0, ", r.stderr)
+        for key, bad in (("model_config", '{"vocab": 2$'), ("train_config", "1E99999")):
+            safetensors_io.save(res, tensors, dict(meta, **{key: bad}))
+            r = run(*resume)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(f"resume file {res}: metadata '{key}' is not valid JSON", r.stderr)
         safetensors_io.save(res, tensors, dict(meta, step="5"))
         r = run(*resume)
         self.assertEqual(r.returncode, 1, r.stderr)

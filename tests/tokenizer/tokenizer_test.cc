@@ -168,9 +168,20 @@ TEST(Gpt2Tokenizer, SafeCutsGiveTheIdsOfTheWhole) {
                          " \xe6\x97\xa5",
                          "\xff",
                          "  \n  x",
-                         "\r\n"};
+                         "\r\n",
+                         "\xe3\x80\x80\n",  // U+3000, white space, before a newline
+                         "\xf0\x9f\x98\x80\n"};
   for (int i = 0; i < 20000; ++i) text += words[rng() % std::size(words)];
   const auto whole = gpt2().encode(text);
+  // Each side of a safe cut encoded alone (how files are streamed and split into train and
+  // validation text) gives the ids of the whole.
+  for (size_t from = 0; from < text.size(); from += 997) {
+    const size_t p = gpt2().safe_cut(text, from);
+    auto ids = gpt2().encode(std::string_view(text).substr(0, p));
+    const auto right = gpt2().encode(std::string_view(text).substr(p));
+    ids.insert(ids.end(), right.begin(), right.end());
+    ASSERT_EQ(ids, whole) << "cut at " << p << ": '" << text.substr(p - 2, 4) << "'";
+  }
   for (const int threads : {1, 2}) {
     for (const size_t block : {1ul, 7ul, 100ul, 4096ul}) {
       train::ParallelEncoder enc(gpt2(), threads);
