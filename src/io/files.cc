@@ -31,7 +31,11 @@ FolderLock::FolderLock(const std::string& dir, const std::string& what) {
   const std::string path = dir + "/.lock";
   require_regular_file(path, what);
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
-  if (fd_ < 0) throw Error(what + ": cannot open " + path + ": " + std::strerror(errno));
+  if (fd_ < 0) {
+    if (errno == EROFS || errno == EACCES || errno == EPERM)
+      throw Error(what + ": " + dir + " is not writable (" + std::strerror(errno) + ")");
+    throw Error(what + ": cannot open " + path + ": " + std::strerror(errno));
+  }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     char owner[32] = {};
     const ssize_t n = ::pread(fd_, owner, sizeof owner - 1, 0);

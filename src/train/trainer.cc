@@ -139,8 +139,12 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   if (c.warmup < 0) throw Error("train: --warmup must be at least 0");
   if (c.eval_batches < 1) throw Error("train: --eval-batches must be at least 1");
   if (c.steps > util::kMaxCount) throw Error("train: --steps is more than 2^62");
-  fs::create_directories(c.out);
+  std::error_code ec;
+  fs::create_directories(c.out, ec);
+  if (ec) throw Error("train: cannot create the run folder " + c.out + ": " + ec.message());
   // One writer per run folder: a second train here would interleave checkpoints and logs.
+  // Taking the lock is also the first write there: a folder that cannot be written is
+  // refused before any data is read or step trained.
   const io::FolderLock lock(c.out, "train");
   // Temporary files of a run that was killed mid-write: the files they were to replace are
   // intact, so they are garbage.

@@ -197,6 +197,51 @@ class Cli(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(out, "resume.safetensors")))
         self.assertEqual([f for f in os.listdir(out) if ".tmp." in f], [])
 
+    def test_a_failed_write_leaves_state_and_token_files_as_they_were(self):
+        # Disk full (RLIMIT_FSIZE below the new file's size): a clear error, the previous file
+        # intact, no temporary file left.
+        import resource
+
+        def limited(limit):
+            def f():
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            return f
+
+        def files(folder):
+            return {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)}
+
+        out = os.path.join(self.dir, "run")
+        r = run(*self.tiny_train(out, "--steps", "2", "--eval-every", "2"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ck = os.path.join(out, "model.safetensors")
+        states = os.path.join(self.dir, "states")
+        os.mkdir(states)
+        state = os.path.join(states, "state.safetensors")
+        r = run("generate", "--model", ck, "--prompt", "All", "-n", "2", "--save-state", state)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        before = files(states)
+        r = subprocess.run([LOGATTN, "generate", "--model", ck, "--prompt", "The world", "-n", "3",
+                            "--save-state", state], capture_output=True, encoding="latin-1",
+                           preexec_fn=limited(os.path.getsize(state) // 2), timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("cannot write", r.stderr)
+        self.assertEqual(files(states), before)
+        # Token files: a second tokenisation of a larger text into the same folder.
+        tok = os.path.join(self.dir, "tokens")
+        r = run("tokenize", "--data", self.text, "--out", tok, "--tokenizer", "bytes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        before = files(tok)
+        bigger = os.path.join(self.dir, "bigger.txt")
+        with open(bigger, "w") as f:
+            f.write(open(self.text).read() * 4)
+        r = subprocess.run([LOGATTN, "tokenize", "--data", bigger, "--out", tok, "--tokenizer",
+                            "bytes"], capture_output=True, encoding="latin-1",
+                           preexec_fn=limited(len(before["train.bin"]) + 100), timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("cannot write", r.stderr)
+        self.assertEqual(files(tok), before)
+
     def test_a_killed_benchmark_leaves_no_measurement_running(self):
         p = subprocess.Popen([LOGATTN, "bench", "attention", "--n", "65536", "--min-time", "30"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -236,6 +281,29 @@ class Cli(unittest.TestCase):
         # The kernel released the killed run's lock: a new run (resuming) proceeds.
         r = run(*args, "--steps", "3", "--eval-every", "3")
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_an_unwritable_run_folder_is_refused_before_training(self):
+        # A folder that cannot be created, and a read-only one: refused at once, before the
+        # data is read or a step trained. Root writes through permissions, so as root the
+        # folder is a read-only tmpfs mounted in a private user and mount namespace.
+        r = run(*self.tiny_train("/proc/self/logattn-run", "--steps", "2"))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("train: cannot create the run folder /proc/self/logattn-run", r.stderr)
+        out = os.path.join(self.dir, "read-only")
+        os.mkdir(out)
+        args = list(self.tiny_train(out, "--steps", "2"))
+        if os.geteuid() == 0:
+            cmd = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$0" && exec "$@"',
+                   out, LOGATTN, *args]
+        else:
+            os.chmod(out, 0o555)
+            cmd = [LOGATTN, *args]
+        t0 = time.time()
+        r = subprocess.run(cmd, capture_output=True, encoding="latin-1", timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"train: {out} is not writable", r.stderr)
+        self.assertNotRegex(r.stdout + r.stderr, r"step \d+/\d+")  # no step trained
+        self.assertLess(time.time() - t0, 30)
 
     def test_fifos_and_devices_are_refused_not_waited_on_or_replaced(self):
         fifo = os.path.join(self.dir, "fifo")
@@ -351,8 +419,10 @@ class Cli(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
 
     def test_kill_at_any_moment_then_resume_equals_the_uninterrupted_run(self):
+        # SIGKILL at 20 random moments (a checkpoint is written at every step, so many land in
+        # a write), each followed by --resume: the weights equal an uninterrupted run's.
         def args(out):
-            return list(self.tiny_train(out, "--eval-every", "1", "--steps", "150"))
+            return list(self.tiny_train(out, "--eval-every", "1", "--steps", "300"))
         straight = os.path.join(self.dir, "straight")
         r = run(*args(straight))
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -360,10 +430,12 @@ class Cli(unittest.TestCase):
         out = os.path.join(self.dir, "killed")
         rng = random.Random(0)
         cmd = args(out)
-        for _ in range(4):
+        killed_running = 0
+        for _ in range(20):
             p = subprocess.Popen([LOGATTN, *cmd], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.2, 0.8))
+            time.sleep(rng.uniform(0.1, 0.6))
+            killed_running += p.poll() is None
             p.send_signal(signal.SIGKILL)
             p.wait()
             ck = os.path.join(out, "model.safetensors")
@@ -374,6 +446,7 @@ class Cli(unittest.TestCase):
             if "--resume" not in cmd and os.path.exists(os.path.join(out, "resume.safetensors")):
                 cmd = cmd + ["--resume"]
         self.assertIn("--resume", cmd)
+        self.assertGreaterEqual(killed_running, 15)
         r = run(*cmd)
         self.assertEqual(r.returncode, 0, r.stderr)
         a, _ = safetensors_io.load(os.path.join(straight, "model.safetensors"))
