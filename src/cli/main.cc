@@ -7,6 +7,7 @@
 #include <new>
 
 #include "cli/commands.h"
+#include "train/dist.h"
 #include "logattn/error.h"
 #include "ops/matmul.h"
 
@@ -52,6 +53,14 @@ int main(int argc, char** argv) {
                  "machine has (smaller --batch, --context or model)\n");
     return 1;
   } catch (const std::exception& e) {
+    // Under mpirun, the process that fails says which it is and ends the whole job: the
+    // others would otherwise wait for it forever.
+    if (logattn::train::Dist::running_parallel()) {
+      const auto& d = logattn::train::Dist::get();
+      std::fprintf(stderr, "logattn: error (rank %d of %d): %s\n", d.rank(), d.size(), e.what());
+      std::fflush(stderr);
+      logattn::train::Dist::abort_job(1);
+    }
     std::fprintf(stderr, "logattn: error: %s\n", e.what());
     return 1;
   }

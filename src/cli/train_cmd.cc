@@ -57,9 +57,14 @@ void declare_train_options(OptionTable& t, train::TrainConfig& c) {
       .add("--resume", &c.resume, "continue the run in --out from its resume state");
 }
 
+// Under mpirun, rank 0 alone prints; the others train silently.
 train::TrainResult train_with_progress(const train::TrainConfig& c, const OptionTable& table) {
-  fmt::print("logattn train\nconfig: {}\n{}\n", table.describe() + " " + machine_config(),
-             matrix_product_rate());
+  const auto& dist = train::Dist::get();
+  if (!dist.root()) return train::run_training(c, [](const train::StepReport&) {});
+  fmt::print("logattn train\nconfig: {} processes={} global-batch={}\n{}\n",
+             table.describe() + " " + machine_config(), dist.size(),
+             dist.size() * c.batch * c.accum, matrix_product_rate());
+  if (dist.size() > 1) fmt::print("data parallel: {}\n", dist.describe());
   std::fflush(stdout);
   Progress progress("train", c.steps);
   double last_val = -1;
@@ -75,10 +80,11 @@ train::TrainResult train_with_progress(const train::TrainConfig& c, const Option
       c,
       [&](const train::StepReport& r) {
         if (r.val_loss >= 0) last_val = r.val_loss;
-        const std::string status =
-            fmt::format("step {}/{} loss {:.4f}{} | {:.0f} tok/s | {} left", r.step, r.steps,
-                        r.loss, last_val >= 0 ? fmt::format(" val {:.4f}", last_val) : "",
-                        r.tokens_per_s, duration(r.eta_s));
+        const std::string status = fmt::format(
+            "step {}/{} loss {:.4f}{} | {:.0f} tok/s{} | {} left", r.step, r.steps, r.loss,
+            last_val >= 0 ? fmt::format(" val {:.4f}", last_val) : "", r.tokens_per_s,
+            dist.size() > 1 ? fmt::format(" | reduce {:.0f}%", 100 * r.reduce_share) : "",
+            duration(r.eta_s));
         if (progress.on_terminal()) {
           progress.update(r.step, status);
         } else if (++reported == 10 || r.evaluated || r.step % plain_every == 0) {

@@ -18,8 +18,10 @@ constexpr int kResumeVersion = 1;
 
 }  // namespace
 
-nlohmann::json train_config_json(const TrainConfig& c, const std::string& tokenizer) {
+nlohmann::json train_config_json(const TrainConfig& c, const std::string& tokenizer,
+                                 int processes) {
   return {{"tokenizer", tokenizer},
+          {"processes", processes},
           {"batch", c.batch},
           {"context", c.context},
           {"accum", c.accum},
@@ -61,7 +63,16 @@ int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchS
   const std::string meta = "resume file " + path + ": metadata ";
   if (io::parse_json(get("model_config"), meta + "'model_config'") != m.config().to_json())
     throw Error("resume: " + path + " is for another model configuration");
-  if (io::parse_json(get("train_config"), meta + "'train_config'") != train_config)
+  nlohmann::json written = io::parse_json(get("train_config"), meta + "'train_config'");
+  // Files from before runs on several processes: one process.
+  if (written.is_object() && !written.contains("processes")) written["processes"] = 1;
+  if (written.is_object() && written["processes"] != train_config.at("processes"))
+    throw Error("resume: the run in " + path + " was trained by " +
+                written["processes"].dump() + " process(es) and this is " +
+                train_config.at("processes").dump() +
+                ": the global batch (processes x --batch x --accum) would change; resume with "
+                "mpirun -np " + written["processes"].dump() + " (or one process without mpirun)");
+  if (written != train_config)
     throw Error("resume: " + path +
                 " was written with other training options; resume with the same options");
   model::load_weights(st, m, {"adamw.m", "adamw.v"});  // names and shapes checked

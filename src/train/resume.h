@@ -17,8 +17,10 @@
 
 namespace logattn::train {
 
-// The training options a resume file must match (with the tokenizer's name).
-nlohmann::json train_config_json(const TrainConfig& c, const std::string& tokenizer);
+// The training options a resume file must match: with the tokenizer's name and the number
+// of processes (their batches together make the global batch).
+nlohmann::json train_config_json(const TrainConfig& c, const std::string& tokenizer,
+                                 int processes = 1);
 
 // The resume file written to its temporary name; renamed by commit().
 std::unique_ptr<io::AtomicWriter> stage_resume(const std::string& path, const model::Model& m,

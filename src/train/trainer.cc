@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "io/files.h"
 #include "io/safetensors.h"
@@ -16,6 +17,7 @@
 #include "train/adamw.h"
 #include "train/plot.h"
 #include "train/resume.h"
+#include "train/step.h"
 #include "util/checked.h"
 
 namespace logattn::train {
@@ -76,6 +78,45 @@ model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
   return m;
 }
 
+// A fingerprint of a token file: its size and 64 blocks of 4 KiB spread over it (FNV-1a),
+// cheap enough to compare across processes on files of any size.
+uint64_t fingerprint(const TokenFile& t) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+  mix(static_cast<uint64_t>(t.size()));
+  const int64_t block = 2048, blocks = 64;
+  for (int64_t k = 0; k < blocks; ++k) {
+    const int64_t start = t.size() <= block ? 0 : k * (t.size() - block) / (blocks - 1);
+    for (int64_t i = start; i < std::min(t.size(), start + block); ++i) mix(t[i]);
+    if (t.size() <= block) break;
+  }
+  return h;
+}
+
+// Every process must train on the same tokens: the batches are drawn alike everywhere.
+void require_same_data(const Dist& dist, const TokenFile& t, const char* what) {
+  uint64_t lo = fingerprint(t), hi = lo;
+  dist.min_max(&lo, &hi);
+  if (lo != hi)
+    throw Error(std::string("train: the ") + what + " tokens differ between processes (" +
+                t.path() + " on rank " + std::to_string(dist.rank()) +
+                "): every process must read the same data");
+}
+
+// Rank 0's weights, AdamW state, sampler state and step, given to every process: they start
+// (or resume) alike, whatever each could read.
+void share_training_state(const Dist& dist, model::Model& m, AdamW& opt, BatchSampler& sampler,
+                          int64_t& step) {
+  if (dist.size() == 1) return;
+  for (auto* v : {&m.weights(), &opt.m(), &opt.v()})
+    dist.broadcast(v->data(), static_cast<int64_t>(v->size() * sizeof(float)));
+  dist.broadcast(&step, sizeof step);
+  std::string rng = sampler.rng_state();
+  dist.broadcast(rng);
+  sampler.set_rng_state(rng);
+  opt.set_step(step);
+}
+
 }  // namespace
 
 std::string resolve_tokenizer(const std::string& asked, const std::string& from_checkpoint,
@@ -97,7 +138,7 @@ std::string resolve_tokenizer(const std::string& asked, const std::string& from_
 }
 
 double evaluate(model::Model& model, const TokenFile& tokens, int64_t context, int64_t windows,
-                int64_t batch) {
+                int64_t batch, const Dist* dist) {
   const int64_t T = context;
   if (T < 1 || batch < 1) throw Error("evaluate: the context and the batch must be at least 1");
   util::checked_product({batch, T, model.config().vocab}, "evaluate: batch x context x vocab");
@@ -109,10 +150,13 @@ double evaluate(model::Model& model, const TokenFile& tokens, int64_t context, i
   const int64_t n = windows > 0 ? std::min(windows, span) : all;
   std::vector<int64_t> offsets(n);
   for (int64_t i = 0; i < n; ++i) offsets[i] = windows > 0 ? i * span / n : i * T;
+  // Several processes: each evaluates its share of the windows.
+  const int64_t ranks = dist ? dist->size() : 1, rank = dist ? dist->rank() : 0;
+  const int64_t lo = rank * n / ranks, hi = (rank + 1) * n / ranks;
   std::vector<int32_t> x(batch * T), y(batch * T);
   double total = 0;
-  for (int64_t i = 0; i < n; i += batch) {
-    const int64_t b = std::min(batch, n - i);
+  for (int64_t i = lo; i < hi; i += batch) {
+    const int64_t b = std::min(batch, hi - i);
     for (int64_t j = 0; j < b; ++j)
       for (int64_t t = 0; t < T; ++t) {
         x[j * T + t] = tokens[offsets[i + j] + t];
@@ -120,6 +164,7 @@ double evaluate(model::Model& model, const TokenFile& tokens, int64_t context, i
       }
     total += model.forward(x.data(), y.data(), b, T, false) * b;
   }
+  if (dist) dist->sum(&total, 1);
   return total / static_cast<double>(n);
 }
 
@@ -139,33 +184,43 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   if (c.warmup < 0) throw Error("train: --warmup must be at least 0");
   if (c.eval_batches < 1) throw Error("train: --eval-batches must be at least 1");
   if (c.steps > util::kMaxCount) throw Error("train: --steps is more than 2^62");
-  std::error_code ec;
-  fs::create_directories(c.out, ec);
-  if (ec) throw Error("train: cannot create the run folder " + c.out + ": " + ec.message());
-  // One writer per run folder: a second train here would interleave checkpoints and logs.
-  // Taking the lock is also the first write there: a folder that cannot be written is
-  // refused before any data is read or step trained.
-  const io::FolderLock lock(c.out, "train");
-  // Temporary files of a run that was killed mid-write: the files they were to replace are
-  // intact, so they are garbage.
-  for (const auto& e : fs::directory_iterator(c.out))
-    if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path());
+  const Dist& dist = Dist::get();
+  const bool root = dist.root();
+  // Rank 0 alone writes the run folder: checkpoint, resume file, log, curve, data cache.
+  std::optional<io::FolderLock> lock;
+  if (root) {
+    std::error_code ec;
+    fs::create_directories(c.out, ec);
+    if (ec) throw Error("train: cannot create the run folder " + c.out + ": " + ec.message());
+    // One writer per run folder: a second train here would interleave checkpoints and logs.
+    // Taking the lock is also the first write there: a folder that cannot be written is
+    // refused before any data is read or step trained.
+    lock.emplace(c.out, "train");
+    // Temporary files of a run that was killed mid-write: the files they were to replace
+    // are intact, so they are garbage.
+    for (const auto& e : fs::directory_iterator(c.out))
+      if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path());
+  }
   std::string ckpt_tokenizer;
   model::Model m = make_model(c, &ckpt_tokenizer);
   const std::string tok_name = resolve_tokenizer(c.tokenizer, ckpt_tokenizer, m.config().vocab);
-  const nlohmann::json train_config = train_config_json(c, tok_name);
+  const nlohmann::json train_config = train_config_json(c, tok_name, dist.size());
   const int64_t T = c.context > 0 ? c.context : m.config().context;
   // The logits of a micro-batch are the largest buffer: batch x context x vocab floats.
   util::checked_product({c.batch, T, m.config().vocab}, "train: batch x context x vocab");
-  // Data.
+  // Data: rank 0 tokenises --data into the run folder; the others read what it wrote.
   std::string train_path = c.tokens, val_path = c.val_tokens;
   if (train_path.empty()) {
-    const auto tok = tokenizer::load_tokenizer(tok_name, c.gpt2_dir);
-    TokenizeOptions topt;
-    topt.progress = data_progress;
-    const auto split = prepare_tokens(c.data, c.out + "/data", *tok, topt);
-    train_path = split.train;
-    if (val_path.empty()) val_path = split.val;
+    if (root) {
+      const auto tok = tokenizer::load_tokenizer(tok_name, c.gpt2_dir);
+      TokenizeOptions topt;
+      topt.progress = data_progress;
+      const auto split = prepare_tokens(c.data, c.out + "/data", *tok, topt);
+      train_path = split.train;
+      if (val_path.empty()) val_path = split.val;
+    }
+    dist.broadcast(train_path);
+    dist.broadcast(val_path);
   }
   TokenFile train_tokens(train_path);
   std::optional<TokenFile> val_tokens;
@@ -179,28 +234,36 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   };
   check_ids(train_tokens);
   if (val_tokens) check_ids(*val_tokens);
+  require_same_data(dist, train_tokens, "training");
+  if (val_tokens) require_same_data(dist, *val_tokens, "validation");
   BatchSampler sampler(train_tokens, T, c.seed + 1);
   AdamW opt(m.layout(), AdamWConfig{0.9, 0.95, 1e-8, c.weight_decay});
   const std::string ckpt = c.out + "/model.safetensors", resume = c.out + "/resume.safetensors";
   const std::string log_path = c.out + "/log.jsonl";
   int64_t step = 0;
-  if (c.resume) {
+  if (c.resume && root) {
     if (!fs::exists(resume)) throw Error("train: --resume, but " + resume + " does not exist");
     step = load_resume(resume, m, opt, sampler, train_config);
-    if (step > c.steps)
-      throw Error("train: the run in " + c.out + " has trained " + std::to_string(step) +
-                  " steps and --steps is " + std::to_string(c.steps) +
-                  ": nothing to train; give a larger --steps to continue it");
   }
+  share_training_state(dist, m, opt, sampler, step);
+  if (step > c.steps)
+    throw Error("train: the run in " + c.out + " has trained " + std::to_string(step) +
+                " steps and --steps is " + std::to_string(c.steps) +
+                ": nothing to train; give a larger --steps to continue it");
   // The log restarts with the run, or continues up to the resumed step.
-  KeptLog kept = c.resume ? read_log(log_path, step) : KeptLog{};
+  KeptLog kept;
+  std::ofstream log;
+  if (root) {
+    if (c.resume) kept = read_log(log_path, step);
+    io::write_file_atomic(log_path, kept.text);
+    log.open(log_path, std::ios::app);
+  }
   Series& train_series = kept.train;
   Series& val_series = kept.val;
-  io::write_file_atomic(log_path, kept.text);
-  std::ofstream log(log_path, std::ios::app);
 
   const int64_t B = c.batch;
-  std::vector<int32_t> x(B * T), y(B * T);
+  const StepConfig step_config{B, T, c.accum, c.clip};
+  StepBuffers buffers;
   const auto t_start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -208,22 +271,13 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   const int64_t first = step;
   const StopSignals stop_signals;
   TrainResult res;
-  double val_loss = -1;
+  double val_loss = -1, reduce_s = 0, step_s = 0;
   while (step < c.steps) {
-    m.zero_grads();
-    double loss = 0;
-    for (int64_t a = 0; a < c.accum; ++a) {
-      sampler.next(B, x.data(), y.data());
-      loss +=
-          m.forward(x.data(), y.data(), B, T, true, 1.f / static_cast<float>(c.accum)) / c.accum;
-    }
-    if (!std::isfinite(loss))
-      throw Error("train: the loss became " + std::to_string(loss) + " at step " +
-                  std::to_string(step + 1) + "; lower --lr or check the data");
-    const double norm = clip_grad_norm(m.grads(), c.clip);
     const double lr = learning_rate(step, c.warmup, c.steps, c.lr, c.min_lr);
-    opt.update(m.weights().data(), m.grads().data(), lr);
+    const StepResult sr = train_step(m, opt, sampler, dist, step_config, lr, step + 1, buffers);
     ++step;
+    reduce_s += sr.reduce_s;
+    step_s += sr.compute_s + sr.reduce_s + sr.update_s;
     // A non-finite weight (an update blown up by a huge --lr) must never reach a checkpoint:
     // the run stops here, the last good checkpoint kept. Inf and NaN are the floats whose
     // exponent bits are all ones; an integer OR over them vectorises.
@@ -236,48 +290,56 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
           throw Error("train: a weight became " + std::to_string(m.weights()[i]) + " at step " +
                       std::to_string(step) + " (" + m.layout().name_of(static_cast<int64_t>(i)) +
                       "); the checkpoint of the last evaluation is kept; lower --lr");
+    // Every process stops after the same step: a signal or the time limit seen by any.
     const int signal = g_stop_signal;
-    const bool stop_for_time = signal != 0 || (c.max_minutes > 0 && elapsed() > c.max_minutes * 60);
-    const bool eval_now = step % c.eval_every == 0 || step == c.steps || stop_for_time;
+    const bool stop_now =
+        dist.any(signal != 0 || (c.max_minutes > 0 && elapsed() > c.max_minutes * 60));
+    const bool eval_now = step % c.eval_every == 0 || step == c.steps || stop_now;
     StepReport r;
-    r.step = step, r.steps = c.steps, r.loss = loss, r.lr = lr;
+    r.step = step, r.steps = c.steps, r.loss = sr.loss, r.lr = lr;
     r.elapsed_s = elapsed();
-    r.tokens_per_s =
-        static_cast<double>((step - first) * B * T * c.accum) / std::max(1e-9, r.elapsed_s);
+    r.tokens_per_s = static_cast<double>((step - first) * B * T * c.accum * dist.size()) /
+                     std::max(1e-9, r.elapsed_s);
     r.eta_s = r.elapsed_s / static_cast<double>(step - first) * static_cast<double>(c.steps - step);
+    r.reduce_share = reduce_s / std::max(1e-9, step_s);
     nlohmann::json line = {{"step", step},
-                           {"loss", loss},
+                           {"loss", sr.loss},
                            {"lr", lr},
-                           {"grad_norm", norm},
+                           {"grad_norm", sr.grad_norm},
                            {"tokens_per_s", r.tokens_per_s},
                            {"elapsed_s", r.elapsed_s}};
-    train_series.push_back({double(step), loss});
+    train_series.push_back({double(step), sr.loss});
     if (eval_now) {
       if (val_tokens) {
-        val_loss = evaluate(m, *val_tokens, T, c.eval_batches * B, B);
+        val_loss = evaluate(m, *val_tokens, T, c.eval_batches * B, B, &dist);
         line["val_loss"] = val_loss;
         val_series.push_back({double(step), val_loss});
         r.val_loss = val_loss;
       }
       r.evaluated = true;
-      // Both files written whole before either is renamed: a failed write (disk full)
-      // leaves the previous pair, never a checkpoint and a resume file of different steps.
-      auto ckpt_file = model::stage_checkpoint(ckpt, m, tok_name, {{"step", std::to_string(step)}});
-      auto resume_file = stage_resume(resume, m, opt, sampler, train_config, step);
-      ckpt_file->commit();
-      resume_file->commit();
-      io::write_file_atomic(c.out + "/loss.svg",
-                            loss_svg(train_series, val_series, "logattn: " + c.out));
+      if (root) {
+        // Both files written whole before either is renamed: a failed write (disk full)
+        // leaves the previous pair, never a checkpoint and a resume file of different steps.
+        auto ckpt_file =
+            model::stage_checkpoint(ckpt, m, tok_name, {{"step", std::to_string(step)}});
+        auto resume_file = stage_resume(resume, m, opt, sampler, train_config, step);
+        ckpt_file->commit();
+        resume_file->commit();
+        io::write_file_atomic(c.out + "/loss.svg",
+                              loss_svg(train_series, val_series, "logattn: " + c.out));
+      }
     }
-    log << line.dump() << "\n";
-    log.flush();
-    if (!log)
-      throw Error("train: cannot write " + log_path + " (disk full?) at step " +
-                  std::to_string(step));
-    res.last_loss = loss;
-    report(r);
+    if (root) {
+      log << line.dump() << "\n";
+      log.flush();
+      if (!log)
+        throw Error("train: cannot write " + log_path + " (disk full?) at step " +
+                    std::to_string(step));
+      report(r);
+    }
+    res.last_loss = sr.loss;
     if (signal) res.stopped_by_signal = signal;
-    if (stop_for_time) break;
+    if (stop_now) break;
   }
   res.steps_done = step;
   res.val_loss = val_loss;

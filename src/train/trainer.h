@@ -8,6 +8,7 @@
 #include "model/model.h"
 #include "train/corpus.h"
 #include "train/data.h"
+#include "train/dist.h"
 
 namespace logattn::train {
 
@@ -40,6 +41,7 @@ struct StepReport {
   int64_t step = 0, steps = 0;
   double loss = 0, val_loss = -1, lr = 0, tokens_per_s = 0, elapsed_s = 0, eta_s = 0;
   bool evaluated = false;
+  double reduce_share = 0;  // of the step time so far, spent reducing gradients across processes
 };
 
 struct TrainResult {
@@ -63,7 +65,9 @@ std::string resolve_tokenizer(const std::string& asked, const std::string& from_
 
 // Mean cross-entropy (nats/token) over windows of the model's context taken from tokens:
 // `windows` windows evenly spaced (0: every non-overlapping window), batch at a time.
+// With dist, each process evaluates its share of the windows and every process returns the
+// mean over all.
 double evaluate(model::Model& model, const TokenFile& tokens, int64_t context, int64_t windows,
-                int64_t batch);
+                int64_t batch, const Dist* dist = nullptr);
 
 }  // namespace logattn::train

@@ -1,0 +1,154 @@
+#include "train/dist.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+
+#include "logattn/error.h"
+
+#ifdef LOGATTN_MPI
+#include <mpi.h>
+#endif
+
+namespace logattn::train {
+
+namespace {
+
+// The number of processes mpirun started (Open MPI's variables, PMIx's), 0 when not started
+// by mpirun.
+int launched_size() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"})
+    if (const char* s = std::getenv(v)) return std::max(1, std::atoi(s));
+  return std::getenv("PMIX_RANK") ? 1 : 0;
+}
+
+bool g_parallel = false;
+
+#ifdef LOGATTN_MPI
+// MPI counts are int: large arrays go in pieces.
+constexpr int64_t kPiece = int64_t{1} << 30;
+
+void check(int rc, const char* what) {
+  if (rc != MPI_SUCCESS) throw Error(std::string("MPI: ") + what + " failed");
+}
+#endif
+
+}  // namespace
+
+const Dist& Dist::get() {
+  static Dist d;
+  return d;
+}
+
+bool Dist::running_parallel() {
+  return g_parallel;
+}
+
+Dist::Dist() {
+  const int launched = launched_size();
+#ifdef LOGATTN_MPI
+  if (launched == 0) return;
+  int provided = 0;
+  // Only the thread that calls into the trainer uses MPI; OpenMP's threads never do.
+  check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  mpi_ = true;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  g_parallel = size_ > 1;
+#else
+  if (launched > 1)
+    throw Error("mpirun started " + std::to_string(launched) +
+                " processes, but this logattn was built without MPI: install libopenmpi-dev "
+                "and rebuild (scripts/setup.sh), or run one process");
+#endif
+}
+
+Dist::~Dist() {
+#ifdef LOGATTN_MPI
+  if (mpi_) MPI_Finalize();
+#endif
+}
+
+void Dist::abort_job(int code) {
+#ifdef LOGATTN_MPI
+  if (g_parallel) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+  (void)code;
+}
+
+std::string Dist::describe() const {
+  std::string s = std::to_string(size_) + (size_ == 1 ? " process" : " processes");
+#ifdef LOGATTN_MPI
+  if (mpi_) {
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int n = 0;
+    MPI_Get_library_version(v, &n);
+    std::string lib(v, static_cast<size_t>(n));
+    lib = lib.substr(0, lib.find(','));  // "Open MPI v4.1.4, package: ..."
+    s += " (" + lib + ")";
+  }
+#endif
+  return s;
+}
+
+void Dist::sum(float* x, int64_t n) const {
+#ifdef LOGATTN_MPI
+  if (size_ == 1) return;
+  for (int64_t i = 0; i < n; i += kPiece)
+    check(MPI_Allreduce(MPI_IN_PLACE, x + i, static_cast<int>(std::min(kPiece, n - i)), MPI_FLOAT,
+                        MPI_SUM, MPI_COMM_WORLD),
+          "MPI_Allreduce");
+#endif
+  (void)x, (void)n;
+}
+
+void Dist::sum(double* x, int64_t n) const {
+#ifdef LOGATTN_MPI
+  if (size_ == 1) return;
+  check(MPI_Allreduce(MPI_IN_PLACE, x, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+        "MPI_Allreduce");
+#endif
+  (void)x, (void)n;
+}
+
+void Dist::min_max(uint64_t* lo, uint64_t* hi) const {
+#ifdef LOGATTN_MPI
+  if (size_ == 1) return;
+  check(MPI_Allreduce(MPI_IN_PLACE, lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
+  check(MPI_Allreduce(MPI_IN_PLACE, hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+#endif
+  (void)lo, (void)hi;
+}
+
+bool Dist::any(bool b) const {
+  double x = b ? 1.0 : 0.0;
+  sum(&x, 1);
+  return x > 0;
+}
+
+void Dist::broadcast(void* bytes, int64_t n) const {
+#ifdef LOGATTN_MPI
+  if (size_ == 1) return;
+  auto* p = static_cast<char*>(bytes);
+  for (int64_t i = 0; i < n; i += kPiece)
+    check(MPI_Bcast(p + i, static_cast<int>(std::min(kPiece, n - i)), MPI_BYTE, 0, MPI_COMM_WORLD),
+          "MPI_Bcast");
+#endif
+  (void)bytes, (void)n;
+}
+
+void Dist::broadcast(std::string& s) const {
+  if (size_ == 1) return;
+  int64_t n = static_cast<int64_t>(s.size());
+  broadcast(&n, sizeof n);
+  s.resize(static_cast<size_t>(n));
+  broadcast(s.data(), n);
+}
+
+void Dist::barrier() const {
+#ifdef LOGATTN_MPI
+  if (size_ > 1) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+#endif
+}
+
+}  // namespace logattn::train

@@ -1,0 +1,50 @@
+// Processes training one model together (data parallelism): Open MPI when logattn was built
+// with MPI and started by mpirun, one process otherwise. Every collective here is called by
+// every process in the same order; in one process each is a no-op.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace logattn::train {
+
+class Dist {
+ public:
+  // The processes of this run, MPI initialised on first use when mpirun started this
+  // process. Throws logattn::Error when mpirun started several processes of a logattn built
+  // without MPI (each would train alone and write the same files).
+  static const Dist& get();
+  // Whether get() has set up several processes (for error paths that must not start MPI).
+  static bool running_parallel();
+  // Ends every process of the job with code (after an error on one of them); a no-op in
+  // one process.
+  static void abort_job(int code);
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  bool root() const { return rank_ == 0; }
+  // "1 process" or "2 processes (Open MPI 4.1.4)".
+  std::string describe() const;
+
+  // In place, over every process: element-wise sums, minimum and maximum.
+  void sum(float* x, int64_t n) const;
+  void sum(double* x, int64_t n) const;
+  void min_max(uint64_t* lo, uint64_t* hi) const;
+  // Whether b holds in any process.
+  bool any(bool b) const;
+  // From rank 0 to every process.
+  void broadcast(void* bytes, int64_t n) const;
+  void broadcast(std::string& s) const;
+  void barrier() const;
+
+  ~Dist();
+  Dist(const Dist&) = delete;
+  Dist& operator=(const Dist&) = delete;
+
+ private:
+  Dist();
+  int rank_ = 0, size_ = 1;
+  bool mpi_ = false;
+};
+
+}  // namespace logattn::train
