@@ -16,6 +16,7 @@ packages=(
   pybind11-dev python3-dev python3-numpy    # Python module
   python3-torch                             # PyTorch reference for tests and benchmarks
   clang-14 libclang-rt-14-dev libomp-14-dev # fuzzing: libFuzzer (clang's), its OpenMP
+  openmpi-bin libopenmpi-dev                # training on several processes / machines
   fortunes                                  # the embedded default corpus
   nodejs ca-certificates                    # js-tiktoken (reference ids, baseline); https
 )

@@ -19,6 +19,7 @@
 #include "model/profile.h"
 #include "ops/matmul.h"
 #include "train/adamw.h"
+#include "train/step.h"
 #include "util/memory.h"
 
 namespace logattn::cli {
@@ -50,29 +51,41 @@ nlohmann::json measure_train(const TrainBenchConfig& c) {
   for (auto& t : x) t = static_cast<int32_t>(rng() % mc.vocab);
   for (auto& t : y) t = static_cast<int32_t>(rng() % mc.vocab);
   model::Profile profile;
-  double optimizer_s = 0;
+  // The trainer's step on fixed tokens: forward and backward, the reduction across processes
+  // (under mpirun), clipping and AdamW.
+  const auto& dist = train::Dist::get();
+  const train::StepConfig sc{B, T, 1, 1.0};
+  double optimizer_s = 0, reduce_s = 0;
+  auto since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
   auto step = [&] {
     m.zero_grads();
-    m.forward(x.data(), y.data(), B, T, true);
-    const auto t0 = Clock::now();
-    train::clip_grad_norm(m.grads(), 1.0);
-    opt.update(m.weights().data(), m.grads().data(), 1e-4);
-    optimizer_s += std::chrono::duration<double>(Clock::now() - t0).count();
+    double loss = m.forward(x.data(), y.data(), B, T, true);
+    auto t0 = Clock::now();
+    train::reduce(dist, m, loss);
+    reduce_s += since(t0);
+    t0 = Clock::now();
+    train::update(m, opt, sc, 1e-4);
+    optimizer_s += since(t0);
   };
   step();  // warm-up (allocations)
-  optimizer_s = 0;
+  optimizer_s = reduce_s = 0;
   if (c.profile) m.set_profile(&profile);
+  dist.barrier();
   const auto t0 = Clock::now();
   for (int64_t i = 0; i < c.steps; ++i) step();
-  const double sec = std::chrono::duration<double>(Clock::now() - t0).count() / c.steps;
+  const double sec = since(t0) / c.steps;
   nlohmann::json j = {{"preset", c.preset},
                       {"attention", mc.attention},
                       {"parameters", mc.parameter_count()},
                       {"batch", B},
                       {"context", T},
                       {"sgemm", ops::gemm_backend_name()},
+                      {"processes", dist.size()},
                       {"seconds_per_step", sec},
-                      {"tokens_per_s", static_cast<double>(B * T) / sec},
+                      {"reduce_seconds_per_step", reduce_s / c.steps},
+                      {"tokens_per_s", static_cast<double>(B * T * dist.size()) / sec},
                       {"peak_mib", util::peak_resident_bytes() / 1048576.0}};
   if (c.profile) {
     nlohmann::json ops = nlohmann::json::array();
@@ -109,12 +122,23 @@ int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
   if (c.batch < 1 || c.context < 1 || c.steps < 1)
     throw Error("bench train: --batch, --context and --steps must be at least 1");
   if (c.rounds < 1 || c.rounds > 100) throw Error("bench train: --rounds must be in [1, 100]");
-  if (!c.json)
+  if (!c.json && train::Dist::get().root())
     fmt::print("logattn bench train\nconfig: {}\n", table.describe() + " " + machine_config());
   std::fflush(stdout);
   if (!c.compare) {
-    // in_child turns a measurement's error into an exception.
-    const auto r = nlohmann::json::parse(in_child([&] { return measure_train(c).dump(); }));
+    // in_child turns a measurement's error into an exception. Under mpirun the processes
+    // measure in place (a forked child cannot join their MPI job) and rank 0 reports.
+    const auto& dist = train::Dist::get();
+    const auto r = dist.size() > 1
+                       ? measure_train(c)
+                       : nlohmann::json::parse(in_child([&] { return measure_train(c).dump(); }));
+    if (!dist.root()) return 0;
+    if (dist.size() > 1 && !c.json)
+      fmt::print("{}: step {:.4f} s, of which reducing the gradients {:.4f} s ({:.0f}%)\n",
+                 dist.describe(), r.at("seconds_per_step").get<double>(),
+                 r.at("reduce_seconds_per_step").get<double>(),
+                 100 * r.at("reduce_seconds_per_step").get<double>() /
+                     r.at("seconds_per_step").get<double>());
     if (c.json) {
       fmt::print("{}\n", r.dump());
       return 0;

@@ -29,5 +29,6 @@ Runner add_bench_sgemm_command(CLI::App& bench);
 Runner add_bench_train_command(CLI::App& bench);
 Runner add_bench_generate_command(CLI::App& bench);
 Runner add_bench_tokenize_command(CLI::App& bench);
+Runner add_bench_allreduce_command(CLI::App& bench);
 
 }  // namespace logattn::cli

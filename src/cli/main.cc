@@ -7,9 +7,9 @@
 #include <new>
 
 #include "cli/commands.h"
-#include "train/dist.h"
 #include "logattn/error.h"
 #include "ops/matmul.h"
+#include "train/dist.h"
 
 int main(int argc, char** argv) {
   using namespace logattn::cli;
@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   runners.push_back(add_bench_train_command(*bench));
   runners.push_back(add_bench_generate_command(*bench));
   runners.push_back(add_bench_tokenize_command(*bench));
+  runners.push_back(add_bench_allreduce_command(*bench));
   // No arguments at all: the default job.
   const char* default_argv[] = {argv[0], "demo"};
   try {

@@ -67,11 +67,11 @@ int64_t load_resume(const std::string& path, model::Model& m, AdamW& opt, BatchS
   // Files from before runs on several processes: one process.
   if (written.is_object() && !written.contains("processes")) written["processes"] = 1;
   if (written.is_object() && written["processes"] != train_config.at("processes"))
-    throw Error("resume: the run in " + path + " was trained by " +
-                written["processes"].dump() + " process(es) and this is " +
-                train_config.at("processes").dump() +
+    throw Error("resume: the run in " + path + " was trained by " + written["processes"].dump() +
+                " process(es) and this is " + train_config.at("processes").dump() +
                 ": the global batch (processes x --batch x --accum) would change; resume with "
-                "mpirun -np " + written["processes"].dump() + " (or one process without mpirun)");
+                "mpirun -np " +
+                written["processes"].dump() + " (or one process without mpirun)");
   if (written != train_config)
     throw Error("resume: " + path +
                 " was written with other training options; resume with the same options");
