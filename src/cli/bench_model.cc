@@ -40,8 +40,7 @@ struct TrainBenchConfig {
 
 nlohmann::json measure_train(const TrainBenchConfig& c) {
   model::ModelConfig mc = model::ModelConfig::preset(c.preset);
-  mc.attention = c.attention;
-  mc.validate();
+  mc.attention = model::parse_attention(c.attention, "bench");
   model::Model m(mc);
   m.init(0);
   train::AdamW opt(m.layout(), train::AdamWConfig{});
@@ -77,7 +76,7 @@ nlohmann::json measure_train(const TrainBenchConfig& c) {
   for (int64_t i = 0; i < c.steps; ++i) step();
   const double sec = since(t0) / c.steps;
   nlohmann::json j = {{"preset", c.preset},
-                      {"attention", mc.attention},
+                      {"attention", model::attention_name(mc.attention)},
                       {"parameters", mc.parameter_count()},
                       {"batch", B},
                       {"context", T},
@@ -180,8 +179,7 @@ struct GenerateBenchConfig {
 
 std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
   model::ModelConfig mc = model::ModelConfig::preset(c.preset);
-  mc.attention = c.attention;
-  mc.validate();
+  mc.attention = model::parse_attention(c.attention, "bench");
   model::Model m(mc);
   m.init(0);
   generate::Generator gen(m);

@@ -31,7 +31,7 @@ int32_t Generator::next(const SampleOptions& opt, uint64_t& rng_state) {
 
 void Generator::save(const std::string& path) const {
   const auto& cfg = model_.config();
-  if (cfg.attention != "log")
+  if (cfg.attention != model::AttentionKind::kLog)
     throw Error("generate: saving the softmax twin's key/value cache is not supported");
   std::vector<io::TensorRef> refs;
   std::vector<std::string> names;

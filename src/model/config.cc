@@ -4,6 +4,22 @@
 
 namespace logattn::model {
 
+const char* attention_name(AttentionKind kind) {
+  switch (kind) {
+    case AttentionKind::kLog:
+      return "log";
+    case AttentionKind::kSoftmax:
+      return "softmax";
+  }
+  return "?";
+}
+
+AttentionKind parse_attention(const std::string& name, const std::string& what) {
+  if (name == "log") return AttentionKind::kLog;
+  if (name == "softmax") return AttentionKind::kSoftmax;
+  throw Error(what + ": attention '" + name + "' is neither 'log' nor 'softmax'");
+}
+
 ModelConfig ModelConfig::preset(const std::string& name) {
   ModelConfig c;
   if (name == "paper") {
@@ -19,8 +35,14 @@ ModelConfig ModelConfig::preset(const std::string& name) {
 }
 
 nlohmann::json ModelConfig::to_json() const {
-  return {{"attention", attention}, {"vocab", vocab}, {"d_emb", d_emb}, {"n_layers", n_layers},
-          {"n_heads", n_heads},     {"d_key", d_key}, {"d_val", d_val}, {"context", context}};
+  return {{"attention", attention_name(attention)},
+          {"vocab", vocab},
+          {"d_emb", d_emb},
+          {"n_layers", n_layers},
+          {"n_heads", n_heads},
+          {"d_key", d_key},
+          {"d_val", d_val},
+          {"context", context}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -31,7 +53,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     const std::string& k = it.key();
     if (k == "attention") {
       if (!it->is_string()) throw Error("model configuration: 'attention' must be a string");
-      c.attention = it->get<std::string>();
+      c.attention = parse_attention(it->get<std::string>(), "model configuration");
       continue;
     }
     if (!it->is_number_integer())
@@ -71,9 +93,6 @@ void ModelConfig::validate() const {
   need("d_key", d_key, 1, 4096);
   need("d_val", d_val, 1, 4096);
   need("context", context, 1, 1 << 24);
-  if (attention != "log" && attention != "softmax")
-    throw Error("model configuration: attention '" + attention +
-                "' is neither 'log' nor 'softmax'");
   // Each size above is in range, so the count fits int64; the model must fit a machine.
   constexpr int64_t kMaxParameters = int64_t{1} << 34;
   if (parameter_count() > kMaxParameters)

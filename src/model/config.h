@@ -7,6 +7,15 @@
 
 namespace logattn::model {
 
+// The attention of every layer: the paper's log-attention, or the conventional twin (scaled
+// dot products, values exp(log v), log of the output), the baseline for comparisons.
+enum class AttentionKind { kLog, kSoftmax };
+
+// "log" / "softmax", as configurations, checkpoints and --attention write them.
+const char* attention_name(AttentionKind kind);
+// Throws logattn::Error naming `what` for any other name.
+AttentionKind parse_attention(const std::string& name, const std::string& what);
+
 struct ModelConfig {
   int64_t vocab = 256;  // byte-level until the GPT-2 tokenizer exists
   int64_t d_emb = 256;
@@ -15,9 +24,7 @@ struct ModelConfig {
   int64_t d_key = 32;
   int64_t d_val = 32;
   int64_t context = 256;  // training context (generation has no limit)
-  // "log": the paper's log-attention; "softmax": the conventional twin (scaled dot products,
-  // values exp(log v), log of the output), the baseline for comparisons.
-  std::string attention = "log";
+  AttentionKind attention = AttentionKind::kLog;
 
   // "paper" (the reference's 125M configuration), "small" (trains on 2 CPU cores in
   // minutes), "tiny" (tests). Throws for an unknown name.

@@ -66,8 +66,7 @@ void resize(std::vector<float>& v, int64_t n) {
 
 }  // namespace
 
-Model::Model(const ModelConfig& cfg)
-    : cfg_(cfg), layout_(cfg), softmax_(cfg.attention == "softmax") {
+Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
   cfg_.validate();
   w_.assign(layout_.total(), 0.f);
   g_.assign(layout_.total(), 0.f);
@@ -122,9 +121,8 @@ ModelState Model::new_state(int64_t B) const {
   for (int64_t l = 0; l < cfg_.n_layers; ++l)
     st.layers.emplace_back(B, cfg_.n_heads, cfg_.d_key, cfg_.d_val, Values::kLog);
   st.h.assign(B * cfg_.d_emb, 0.f);
-  if (softmax_) {
+  if (cfg_.attention == AttentionKind::kSoftmax)  // a key/value cache per layer and head
     st.caches.resize(cfg_.n_layers * B * cfg_.n_heads);
-  }
   return st;
 }
 
@@ -151,6 +149,56 @@ void Model::step_heads(int64_t l, AttentionState& state) {
     attention_step_heads(a.q, a.k, a.lv, a.logy, state, a.log_d, h, h + 1);
   });
   state.set_tokens(state.tokens() + 1);
+}
+
+void Model::attend(int64_t l, int64_t B, int64_t T, ModelState* state) {
+  const int64_t H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
+  LayerActs& a = acts_[l];
+  switch (cfg_.attention) {
+    case AttentionKind::kLog: {
+      AttentionOptions opt;
+      opt.causal = true;
+      opt.values = Values::kLog;
+      const AttentionDims dims{B, H, T, T, dk, dv};
+      if (!state)
+        attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
+      else if (T == 1)  // [B, H, 1, d] is the step's [B, H, d]
+        attention_step(a.q, a.k, a.lv, a.logy, state->layers[l], a.log_d);
+      else
+        attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, &state->layers[l]);
+      return;
+    }
+    case AttentionKind::kSoftmax:
+      if (state) {  // forward_with_state: through the key/value cache
+        ops::softmax_attention_extend(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
+                                      a.logy.data(), state->caches.data() + l * B * H);
+        return;
+      }
+      resize(a.p, B * H * T * T);  // the weights, for backward
+      ops::softmax_attention_forward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
+                                     a.logy.data(), a.p.data());
+      return;
+  }
+}
+
+void Model::attend_backward(int64_t l, int64_t B, int64_t T) {
+  const int64_t H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
+  LayerActs& a = acts_[l];
+  switch (cfg_.attention) {
+    case AttentionKind::kLog: {
+      AttentionOptions opt;
+      opt.causal = true;
+      opt.values = Values::kLog;
+      attention_backward(opt, AttentionDims{B, H, T, T, dk, dv}, a.q, a.k, a.lv, a.logy, a.log_d,
+                         dlogy_, dq_, dk_, dlv_);
+      return;
+    }
+    case AttentionKind::kSoftmax:
+      ops::softmax_attention_backward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
+                                      a.logy.data(), a.p.data(), dlogy_.data(), dq_.data(),
+                                      dk_.data(), dlv_.data());
+      return;
+  }
 }
 
 double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
@@ -187,10 +235,6 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
       std::copy(h_.begin() + ((b * T) + T - 1) * E, h_.begin() + (b * T + T) * E,
                 state->h.begin() + b * E);
 
-  AttentionOptions opt;
-  opt.causal = true;
-  opt.values = Values::kLog;
-  const AttentionDims dims{B, H, T, T, dk, dv};
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     LayerActs& a = acts_[l];
     const auto& p = layout_.layers[l];
@@ -204,7 +248,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                              a.rstd.data());
     });
     trace("x", l, a.x, N * E), trace("xn", l, a.xn, N * E);
-    if (state && N == 1 && !softmax_) {
+    if (state && N == 1 && cfg_.attention == AttentionKind::kLog) {
       step_heads(l, state->layers[l]);  // one sequence, one token: W1 and the step fused
     } else {
       timed(Op::kProjection, false,
@@ -212,20 +256,8 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
       timed(Op::kPermute, false, [&] {
         permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
       });
-      if (softmax_ && !state) resize(a.p, B * H * T * T);  // the twin's weights, for backward
       const auto t0 = std::chrono::steady_clock::now();
-      if (softmax_ && state)  // forward_with_state: through the key/value cache
-        ops::softmax_attention_extend(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
-                                      a.logy.data(), state->caches.data() + l * B * H);
-      else if (softmax_)
-        ops::softmax_attention_forward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
-                                       a.logy.data(), a.p.data());
-      else if (!state)
-        attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
-      else if (T == 1)  // [B, H, 1, d] is the step's [B, H, d]
-        attention_step(a.q, a.k, a.lv, a.logy, state->layers[l], a.log_d);
-      else
-        attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, &state->layers[l]);
+      attend(l, B, T, state);
       if (profile_)
         profile_->seconds[0][static_cast<int>(Op::kAttention)] +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -301,10 +333,6 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
                             dxn_.data(), dx_.data(), G + layout_.lnf_w, G + layout_.lnf_b, false);
   });
   trace("dxf", -1, dxn_, N * E), trace("dx", cfg_.n_layers, dx_, N * E);
-  AttentionOptions opt;
-  opt.causal = true;
-  opt.values = Values::kLog;
-  const AttentionDims dims{B, H, T, T, dk, dv};
   for (int64_t l = cfg_.n_layers - 1; l >= 0; --l) {
     LayerActs& a = acts_[l];
     const auto& p = layout_.layers[l];
@@ -321,14 +349,7 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
     });
     timed(Op::kPermute, true,
           [&] { heads_to_tokens(B, T, H, dv, da_.data(), dlogy_.data(), true); });
-    timed(Op::kAttention, true, [&] {
-      if (softmax_)
-        ops::softmax_attention_backward(B, H, T, dk, dv, a.q.data(), a.k.data(), a.lv.data(),
-                                        a.logy.data(), a.p.data(), dlogy_.data(), dq_.data(),
-                                        dk_.data(), dlv_.data());
-      else
-        attention_backward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, dlogy_, dq_, dk_, dlv_);
-    });
+    timed(Op::kAttention, true, [&] { attend_backward(l, B, T); });
     timed(Op::kPermute, true, [&] {
       permute_heads(B, T, H, dk, dv, dproj_.data(), dq_.data(), dk_.data(), dlv_.data(), false);
     });

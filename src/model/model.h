@@ -76,6 +76,11 @@ class Model {
   // of W1 and its attention step in one block, the heads split with the partner thread, so
   // that q, k, v stay in the core that made them and the attention runs on both cores.
   void step_heads(int64_t l, AttentionState& state);
+  // Layer l's attention, q, k, lv -> logy (and what its backward needs), by the
+  // configuration's kind: the one place the kinds differ. With state, continuing it.
+  void attend(int64_t l, int64_t B, int64_t T, ModelState* state);
+  // Its backward: dlogy_ -> dq_, dk_, dlv_.
+  void attend_backward(int64_t l, int64_t B, int64_t T);
   // Runs f, adding its wall time to the profile's op when one is attached.
   template <typename F>
   void timed(Op op, bool backward_pass, F&& f) {
@@ -96,7 +101,6 @@ class Model {
 
   ModelConfig cfg_;
   ParamLayout layout_;
-  bool softmax_ = false;  // the conventional twin
   Profile* profile_ = nullptr;
   Trace* trace_ = nullptr;
   std::vector<float> w_, g_;

@@ -69,10 +69,7 @@ model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
       throw Error("train: " + c.model_config + " is not valid JSON: " + e.what());
     }
   }
-  if (!c.attention.empty()) {
-    mc.attention = c.attention;
-    mc.validate();
-  }
+  if (!c.attention.empty()) mc.attention = model::parse_attention(c.attention, "train");
   model::Model m(mc);
   m.init(c.seed);
   return m;

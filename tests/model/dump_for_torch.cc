@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   model::ModelConfig cfg = model::ModelConfig::preset("tiny");
   cfg.vocab = 61;  // not a power of two, and different from d_emb
   cfg.d_key = 6;   // d_key != d_val
-  if (argc == 3) cfg.attention = argv[2];
+  if (argc == 3) cfg.attention = model::parse_attention(argv[2], "dump_for_torch");
   model::Model m(cfg);
   m.init(7);
   // Larger log-value and query projections than the default init gives, so the attention

@@ -29,7 +29,7 @@ std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
 }
 
 TEST(Model, TinyModelOverfitsOneBatch) {
-  for (const char* attention : {"log", "softmax"}) {
+  for (const AttentionKind attention : {AttentionKind::kLog, AttentionKind::kSoftmax}) {
     ModelConfig cfg = ModelConfig::preset("tiny");
     cfg.attention = attention;
     Model m(cfg);
@@ -44,8 +44,8 @@ TEST(Model, TinyModelOverfitsOneBatch) {
       if (s == 0) first = last;
       opt.update(m.weights().data(), m.grads().data(), 1e-2);
     }
-    EXPECT_NEAR(first, std::log(256.0), 0.5) << attention;
-    EXPECT_LT(last, 0.2) << attention << ": from " << first;
+    EXPECT_NEAR(first, std::log(256.0), 0.5) << attention_name(attention);
+    EXPECT_LT(last, 0.2) << attention_name(attention) << ": from " << first;
   }
 }
 
@@ -54,7 +54,7 @@ TEST(Model, TinyModelOverfitsOneBatch) {
 // stage's float64 error bound, in tests/python/test_model_torch.py.
 TEST(Model, TwinGenerationCacheGrowsWithTheContext) {
   ModelConfig cfg = ModelConfig::preset("tiny");
-  cfg.attention = "softmax";
+  cfg.attention = AttentionKind::kSoftmax;
   Model m(cfg);
   m.init(9);
   const auto text = random_tokens(45, 256, 10);  // past the training context (32)
