@@ -17,8 +17,9 @@ MPIRUN = os.environ.get("LOGATTN_MPIRUN") or shutil.which("mpirun")
 
 
 def mpirun_args(np, tcp=False):
+    # Shared memory without the single-copy (CMA) path, which containers often forbid.
     args = [MPIRUN, "-np", str(np), "--oversubscribe", "--bind-to", "none", "-x",
-            "OMP_NUM_THREADS=1"]
+            "OMP_NUM_THREADS=1", "--mca", "btl_vader_single_copy_mechanism", "none"]
     if os.geteuid() == 0:
         args.append("--allow-run-as-root")
     if tcp:  # TCP over loopback, as between machines
