@@ -54,6 +54,14 @@ void heads_to_tokens(int64_t B, int64_t T, int64_t H, int64_t dv, const float* i
   });
 }
 
+// The paper's attention in the model: causal, on log-values (the reference's LogAttention).
+AttentionOptions model_attention() {
+  AttentionOptions opt;
+  opt.causal = true;
+  opt.values = Values::kLog;
+  return opt;
+}
+
 // Buffers follow the shape down as well as up: after a long prompt's chunks, one-token
 // steps should not keep the chunks' activations resident.
 void resize(std::vector<float>& v, int64_t n) {
@@ -156,9 +164,7 @@ void Model::attend(int64_t l, int64_t B, int64_t T, ModelState* state) {
   LayerActs& a = acts_[l];
   switch (cfg_.attention) {
     case AttentionKind::kLog: {
-      AttentionOptions opt;
-      opt.causal = true;
-      opt.values = Values::kLog;
+      const AttentionOptions opt = model_attention();
       const AttentionDims dims{B, H, T, T, dk, dv};
       if (!state)
         attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
@@ -186,11 +192,8 @@ void Model::attend_backward(int64_t l, int64_t B, int64_t T) {
   LayerActs& a = acts_[l];
   switch (cfg_.attention) {
     case AttentionKind::kLog: {
-      AttentionOptions opt;
-      opt.causal = true;
-      opt.values = Values::kLog;
-      attention_backward(opt, AttentionDims{B, H, T, T, dk, dv}, a.q, a.k, a.lv, a.logy, a.log_d,
-                         dlogy_, dq_, dk_, dlv_);
+      attention_backward(model_attention(), AttentionDims{B, H, T, T, dk, dv}, a.q, a.k, a.lv,
+                         a.logy, a.log_d, dlogy_, dq_, dk_, dlv_);
       return;
     }
     case AttentionKind::kSoftmax:
