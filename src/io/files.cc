@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <string_view>
 
 #include "logattn/error.h"
 
@@ -91,8 +93,21 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<char*>(data_), size_);
 }
 
+namespace {
+
+// An AtomicWriter's temporary file is <target><kTemporary><pid>.
+constexpr std::string_view kTemporary = ".tmp.";
+
+}  // namespace
+
+void remove_stale_temporaries(const std::string& dir) {
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().find(kTemporary) != std::string::npos)
+      std::filesystem::remove(e.path());
+}
+
 AtomicWriter::AtomicWriter(std::string path)
-    : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {
+    : path_(std::move(path)), tmp_(path_ + std::string(kTemporary) + std::to_string(::getpid())) {
   // Renaming over a FIFO or a device would replace it with a regular file.
   require_regular_file(path_, "cannot write");
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

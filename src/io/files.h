@@ -68,6 +68,11 @@ class FolderLock {
   int fd_ = -1;
 };
 
+// Removes the temporary files AtomicWriters left in dir when their process was killed
+// mid-write: the files they were to replace are intact (or absent), so they are garbage.
+// Only for a folder one process writes (a run folder under its FolderLock).
+void remove_stale_temporaries(const std::string& dir);
+
 // Writes bytes to path through AtomicWriter.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 

@@ -259,11 +259,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
       timed(Op::kPermute, false, [&] {
         permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
       });
-      const auto t0 = std::chrono::steady_clock::now();
-      attend(l, B, T, state);
-      if (profile_)
-        profile_->seconds[0][static_cast<int>(Op::kAttention)] +=
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      timed(Op::kAttention, false, [&] { attend(l, B, T, state); });
     }
     timed(Op::kPermute, false,
           [&] { heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false); });

@@ -85,10 +85,7 @@ SplitPaths prepare_tokens(const std::string& path, const std::string& cache_dir,
     total += static_cast<int64_t>(size);
   }
   fs::create_directories(cache_dir);
-  // Temporary files of a tokenisation that was killed: the files they were to replace are
-  // intact (or absent), so they are garbage.
-  for (const auto& e : fs::directory_iterator(cache_dir))
-    if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path());
+  io::remove_stale_temporaries(cache_dir);  // of a tokenisation that was killed
   SplitPaths out{cache_dir + "/train.bin", cache_dir + "/val.bin"};
   out.bytes = total;
   const std::string src_path = cache_dir + "/source.json";

@@ -29,8 +29,9 @@ double forward_backward(model::Model& m, BatchSampler& sampler, const Dist& dist
     sampler.next(global, buf.x.data(), buf.y.data());
     const int64_t slice = dist.rank() * B * T;
     m.zero_grads();
-    // Scaling by 1 / accum, a power of two when accum is one, keeps each micro-batch's
-    // gradient exact relative to the others; the sum below is in micro-batch order.
+    // Each micro-batch's gradient is scaled by 1 / accum (exactly when accum is a power of
+    // two) and summed below in micro-batch order: N processes with --batch b then sum what
+    // one process with --batch b --accum N does, in the same order.
     loss += m.forward(buf.x.data() + slice, buf.y.data() + slice, B, T, /*backward=*/true,
                       1.f / static_cast<float>(c.accum)) /
             static_cast<double>(c.accum);

@@ -193,10 +193,7 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
     // Taking the lock is also the first write there: a folder that cannot be written is
     // refused before any data is read or step trained.
     lock.emplace(c.out, "train");
-    // Temporary files of a run that was killed mid-write: the files they were to replace
-    // are intact, so they are garbage.
-    for (const auto& e : fs::directory_iterator(c.out))
-      if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path());
+    io::remove_stale_temporaries(c.out);  // of a run that was killed mid-write
   }
   std::string ckpt_tokenizer;
   model::Model m = make_model(c, &ckpt_tokenizer);
