@@ -33,6 +33,7 @@ struct TrainBenchConfig {
   int64_t context = 128;
   int64_t steps = 5;
   bool profile = false;
+  bool overlap_reduce = true;
   bool compare = false;
   int64_t rounds = 3;
   bool json = false;
@@ -45,28 +46,29 @@ nlohmann::json measure_train(const TrainBenchConfig& c) {
   m.init(0);
   train::AdamW opt(m.layout(), train::AdamWConfig{});
   const int64_t B = c.batch, T = c.context;
-  std::mt19937_64 rng(1);
-  std::vector<int32_t> x(B * T), y(B * T);
-  for (auto& t : x) t = static_cast<int32_t>(rng() % mc.vocab);
-  for (auto& t : y) t = static_cast<int32_t>(rng() % mc.vocab);
-  model::Profile profile;
-  // The trainer's step on fixed tokens: forward and backward, the reduction across processes
-  // (under mpirun), clipping and AdamW.
   const auto& dist = train::Dist::get();
-  const train::StepConfig sc{B, T, 1, 1.0};
+  if (mc.vocab > 65536)
+    throw Error("bench train: a vocabulary over 65,536 does not fit uint16 tokens");
+  // The trainer's step (train::train_step) on random tokens: forward and backward, the
+  // reduction across processes (under mpirun), clipping and AdamW.
+  std::mt19937_64 rng(1);
+  std::vector<uint16_t> tokens(static_cast<size_t>(4 * B * T * dist.size() + 1));
+  for (auto& t : tokens) t = static_cast<uint16_t>(rng() % mc.vocab);
+  train::BatchSampler sampler(tokens.data(), static_cast<int64_t>(tokens.size()), "random tokens",
+                              T, 1);
+  model::Profile profile;
+  train::StepConfig sc;
+  sc.batch = B, sc.context = T, sc.overlap_reduce = c.overlap_reduce;
+  train::StepBuffers buffers;
   double optimizer_s = 0, reduce_s = 0;
   auto since = [](Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
   };
+  int64_t step_number = 0;
   auto step = [&] {
-    m.zero_grads();
-    double loss = m.forward(x.data(), y.data(), B, T, true);
-    auto t0 = Clock::now();
-    train::reduce(dist, m, loss);
-    reduce_s += since(t0);
-    t0 = Clock::now();
-    train::update(m, opt, sc, 1e-4);
-    optimizer_s += since(t0);
+    const auto r = train::train_step(m, opt, sampler, dist, sc, 1e-4, ++step_number, buffers);
+    reduce_s += r.reduce_s;
+    optimizer_s += r.update_s;
   };
   step();  // warm-up (allocations)
   optimizer_s = reduce_s = 0;
@@ -82,6 +84,7 @@ nlohmann::json measure_train(const TrainBenchConfig& c) {
                       {"context", T},
                       {"sgemm", ops::gemm_backend_name()},
                       {"processes", dist.size()},
+                      {"overlap_reduce", c.overlap_reduce},
                       {"seconds_per_step", sec},
                       {"reduce_seconds_per_step", reduce_s / c.steps},
                       {"tokens_per_s", static_cast<double>(B * T * dist.size()) / sec},
@@ -133,11 +136,12 @@ int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
                        : nlohmann::json::parse(in_child([&] { return measure_train(c).dump(); }));
     if (!dist.root()) return 0;
     if (dist.size() > 1 && !c.json)
-      fmt::print("{}: step {:.4f} s, of which reducing the gradients {:.4f} s ({:.0f}%)\n",
+      fmt::print("{}: step {:.4f} s, of which reducing the gradients {:.4f} s ({:.0f}%){}\n",
                  dist.describe(), r.at("seconds_per_step").get<double>(),
                  r.at("reduce_seconds_per_step").get<double>(),
                  100 * r.at("reduce_seconds_per_step").get<double>() /
-                     r.at("seconds_per_step").get<double>());
+                     r.at("seconds_per_step").get<double>(),
+                 c.overlap_reduce ? " not hidden behind the backward" : "");
     if (c.json) {
       fmt::print("{}\n", r.dump());
       return 0;
@@ -254,6 +258,8 @@ Runner add_bench_train_command(CLI::App& bench) {
       .add("--context", &cfg->context, "tokens per sequence")
       .add("--steps", &cfg->steps, "steps to time (after one warm-up step)")
       .add("--profile", &cfg->profile, "time each operation of the step, with its kernel")
+      .add("--overlap-reduce", &cfg->overlap_reduce,
+           "under mpirun: sum each layer's gradients across processes while the backward goes on")
       .add("--compare", &cfg->compare,
            "time the step under each matrix-product setting (oneDNN, OpenBLAS and its kernels "
            "for this CPU), alternating rounds, each in its own process")

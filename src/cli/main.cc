@@ -56,12 +56,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     // Under mpirun, the process that fails says which it is and ends the whole job: the
     // others would otherwise wait for it forever.
-    if (logattn::train::Dist::running_parallel()) {
-      const auto& d = logattn::train::Dist::get();
-      std::fprintf(stderr, "logattn: error (rank %d of %d): %s\n", d.rank(), d.size(), e.what());
-      std::fflush(stderr);
-      logattn::train::Dist::abort_job(1);
-    }
+    logattn::train::Dist::fail_job(e.what());
     std::fprintf(stderr, "logattn: error: %s\n", e.what());
     return 1;
   }

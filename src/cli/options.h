@@ -16,7 +16,8 @@ namespace logattn::cli {
 
 class OptionTable {
  public:
-  // flag: "--name" (or "-s,--name"); target: the variable, holding its default.
+  // flag: "--name" (or "-s,--name"); target: the variable, holding its default. A bool that
+  // defaults to false is a flag; one that defaults to true takes a value (--name off).
   template <typename T>
   OptionTable& add(std::string flag, T* target, std::string help) {
     Entry e;
@@ -26,7 +27,10 @@ class OptionTable {
     e.help = std::move(help);
     e.attach = [flag, target, help = e.help](CLI::App* app) {
       if constexpr (std::is_same_v<T, bool>) {
-        app->add_flag(flag, *target, help);
+        if (*target)
+          app->add_option(flag, *target, help + " (on or off)")->capture_default_str();
+        else
+          app->add_flag(flag, *target, help);
       } else {
         app->add_option(flag, *target, help)->capture_default_str();
       }

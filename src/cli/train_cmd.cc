@@ -46,6 +46,8 @@ void declare_train_options(OptionTable& t, train::TrainConfig& c) {
       .add("--batch", &c.batch, "sequences per micro-batch")
       .add("--context", &c.context, "tokens per sequence (0: the model's context)")
       .add("--accum", &c.accum, "micro-batches per optimizer step (gradient accumulation)")
+      .add("--overlap-reduce", &c.overlap_reduce,
+           "under mpirun: sum each layer's gradients across processes while the backward goes on")
       .add("--lr", &c.lr, "maximum learning rate")
       .add("--min-lr", &c.min_lr, "final learning rate of the cosine schedule")
       .add("--warmup", &c.warmup, "warm-up steps")

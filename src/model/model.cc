@@ -362,6 +362,7 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
     });
     trace("da", l, da_, N * A), trace("dproj", l, dproj_, N * P);
     trace("dxn", l, dxn_, N * E), trace("dx", l, dx_, N * E);
+    if (layer_grads_ready_) layer_grads_ready_(l);
   }
   // x0 = emb + h(dense(emb)).
   timed(Op::kPosition, true, [&] {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "logattn/attention.h"
@@ -60,6 +61,14 @@ class Model {
   // none, the default).
   void set_trace(Trace* trace) { trace_ = trace; }
 
+  // Called by the backward as soon as layer l's gradients, layout().layers[l], are complete
+  // (layers in descending order; the embedding's, EmbedPosition's and the final LayerNorm's
+  // come last, when forward returns), so that their reduction across processes can start
+  // while the layers below are still in the backward. Empty: none (the default).
+  void set_layer_grads_ready(std::function<void(int64_t l)> f) {
+    layer_grads_ready_ = std::move(f);
+  }
+
   // Bytes held for activations at the last shape used.
   int64_t activation_bytes() const;
 
@@ -103,6 +112,7 @@ class Model {
   ParamLayout layout_;
   Profile* profile_ = nullptr;
   Trace* trace_ = nullptr;
+  std::function<void(int64_t)> layer_grads_ready_;
   std::vector<float> w_, g_;
   int64_t B_ = 0, T_ = 0;
   std::vector<LayerActs> acts_;

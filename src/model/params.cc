@@ -35,6 +35,7 @@ ParamLayout::ParamLayout(const ModelConfig& c) {
     l.w2 = add(p + "feedforward2.0.weight", {2 * E, A}, true);
     l.b2 = add(p + "feedforward2.0.bias", {2 * E}, false);
     l.w3 = add(p + "feedforward2.2.weight", {E, E}, true);
+    l.end = total_;
     layers.push_back(l);
   }
   lnf_w = add("lnorm.weight", {E}, false);

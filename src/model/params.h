@@ -30,6 +30,7 @@ class ParamLayout {
   // Offsets of the tensors the model uses (indices into the buffer).
   struct Layer {
     int64_t ln_w, ln_b, w1, b1, w2, b2, w3;
+    int64_t end;  // one past the layer's last parameter: layer l is [ln_w, end)
   };
   int64_t embed = 0, pos_w = 0, pos_b = 0, lnf_w = 0, lnf_b = 0;
   std::vector<Layer> layers;

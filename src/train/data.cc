@@ -63,14 +63,18 @@ void write_tokens(const std::string& path, const std::vector<uint16_t>& tokens) 
 }
 
 BatchSampler::BatchSampler(const TokenFile& tokens, int64_t context, uint64_t seed)
-    : tokens_(tokens), context_(context), rng_(seed) {
-  if (tokens.size() < context + 1)
-    throw Error("data: " + tokens.path() + " holds " + std::to_string(tokens.size()) +
+    : BatchSampler(tokens.data(), tokens.size(), tokens.path(), context, seed) {}
+
+BatchSampler::BatchSampler(const uint16_t* tokens, int64_t n, const std::string& name,
+                           int64_t context, uint64_t seed)
+    : tokens_(tokens), n_(n), context_(context), rng_(seed) {
+  if (n < context + 1)
+    throw Error("data: " + name + " holds " + std::to_string(n) +
                 " tokens, fewer than the context (" + std::to_string(context) + ") + 1");
 }
 
 void BatchSampler::next(int64_t batch, int32_t* x, int32_t* y) {
-  const uint64_t span = static_cast<uint64_t>(tokens_.size() - context_);  // offsets [0, span)
+  const uint64_t span = static_cast<uint64_t>(n_ - context_);  // offsets [0, span)
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t o = static_cast<int64_t>(rng_() % span);
     for (int64_t t = 0; t < context_; ++t) {

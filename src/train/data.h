@@ -42,13 +42,17 @@ void write_tokens(const std::string& path, const std::vector<uint16_t>& tokens);
 class BatchSampler {
  public:
   BatchSampler(const TokenFile& tokens, int64_t context, uint64_t seed);
+  // Over tokens[0, n) held by the caller for the sampler's life; name says what they are in
+  // errors.
+  BatchSampler(const uint16_t* tokens, int64_t n, const std::string& name, int64_t context,
+               uint64_t seed);
   void next(int64_t batch, int32_t* x, int32_t* y);
   std::string rng_state() const;
   void set_rng_state(const std::string& s);
 
  private:
-  const TokenFile& tokens_;
-  int64_t context_;
+  const uint16_t* tokens_;
+  int64_t n_, context_;
   std::mt19937_64 rng_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 
 #include "logattn/error.h"
@@ -49,9 +50,11 @@ Dist::Dist() {
 #ifdef LOGATTN_MPI
   if (launched == 0) return;
   int provided = 0;
-  // Only the thread that calls into the trainer uses MPI; OpenMP's threads never do.
-  check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  // The trainer's thread and the gradient reduction's thread (AsyncSum) use MPI, one at a
+  // time; OpenMP's threads never do.
+  check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
   mpi_ = true;
+  threaded_ = provided >= MPI_THREAD_SERIALIZED;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   g_parallel = size_ > 1;
@@ -74,6 +77,14 @@ void Dist::abort_job(int code) {
   if (g_parallel) MPI_Abort(MPI_COMM_WORLD, code);
 #endif
   (void)code;
+}
+
+void Dist::fail_job(const char* what) {
+  if (!g_parallel) return;
+  const auto& d = get();
+  std::fprintf(stderr, "logattn: error (rank %d of %d): %s\n", d.rank(), d.size(), what);
+  std::fflush(stderr);
+  abort_job(1);
 }
 
 std::string Dist::describe() const {

@@ -19,10 +19,16 @@ class Dist {
   // Ends every process of the job with code (after an error on one of them); a no-op in
   // one process.
   static void abort_job(int code);
+  // When several processes run: prints "logattn: error (rank r of N): what" and ends the
+  // job (the others would wait for this process forever). Returns in one process.
+  static void fail_job(const char* what);
 
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool root() const { return rank_ == 0; }
+  // Whether a second thread may call the collectives below while this one waits for it
+  // (MPI_THREAD_SERIALIZED); always in one process.
+  bool threaded() const { return threaded_; }
   // "1 process" or "2 processes (Open MPI 4.1.4)".
   std::string describe() const;
 
@@ -45,6 +51,7 @@ class Dist {
   Dist();
   int rank_ = 0, size_ = 1;
   bool mpi_ = false;
+  bool threaded_ = true;
 };
 
 }  // namespace logattn::train

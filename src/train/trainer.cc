@@ -256,7 +256,7 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   Series& val_series = kept.val;
 
   const int64_t B = c.batch;
-  const StepConfig step_config{B, T, c.accum, c.clip};
+  const StepConfig step_config{B, T, c.accum, c.clip, c.overlap_reduce};
   StepBuffers buffers;
   const auto t_start = std::chrono::steady_clock::now();
   auto elapsed = [&] {

@@ -87,6 +87,21 @@ class Mpi(unittest.TestCase):
             # Rank 0 alone wrote the folder.
             self.assertEqual(sorted(os.listdir(two)), sorted(os.listdir(one)))
 
+    def test_overlapped_reduction_gives_the_bits_of_the_reduction_after_the_backward(self):
+        # Each layer's sum starts while the backward goes on; the sums are the same.
+        for accum in ("1", "2"):
+            outs = []
+            for overlap in ("on", "off"):
+                out = os.path.join(self.dir, f"overlap-{overlap}-{accum}")
+                r = run(mpirun_args(2) + self.train(out, "--batch", "2", "--accum", accum,
+                                                    "--steps", "10", "--eval-every", "5",
+                                                    "--overlap-reduce", overlap))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(f"overlap-reduce={'true' if overlap == 'on' else 'false'}",
+                              r.stdout)
+                outs.append((losses(out), read(os.path.join(out, "model.safetensors"))))
+            self.assertEqual(outs[0], outs[1], accum)
+
     def test_the_same_job_twice_and_over_tcp_gives_the_same_bits(self):
         outs = []
         for name, tcp in (("a", False), ("b", False), ("tcp", True)):

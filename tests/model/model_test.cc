@@ -106,6 +106,35 @@ TEST(Model, SameSeedSameBits) {
   EXPECT_EQ(run(), run());
 }
 
+// The hook that starts a layer's gradient reduction fires once per layer, top layer first,
+// when that layer's gradients are final: nothing the backward does after it changes them.
+TEST(Model, LayerGradientsAreFinalWhenAnnounced) {
+  ModelConfig cfg = ModelConfig::preset("tiny");
+  cfg.n_layers = 3;
+  Model m(cfg);
+  m.init(5);
+  const auto x = random_tokens(64, 256, 6), y = random_tokens(64, 256, 7);
+  std::vector<int64_t> order;
+  std::vector<std::vector<float>> seen(cfg.n_layers);
+  m.set_layer_grads_ready([&](int64_t l) {
+    order.push_back(l);
+    const auto& L = m.layout().layers[l];
+    seen[l].assign(m.grads().begin() + L.ln_w, m.grads().begin() + L.end);
+  });
+  m.zero_grads();
+  m.forward(x.data(), y.data(), 2, 32, /*backward=*/true);
+  EXPECT_EQ(order, (std::vector<int64_t>{2, 1, 0}));
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    const auto& L = m.layout().layers[l];
+    EXPECT_EQ(seen[l], std::vector<float>(m.grads().begin() + L.ln_w, m.grads().begin() + L.end));
+  }
+  // The layers' spans tile the buffer between EmbedPosition and the final LayerNorm.
+  EXPECT_EQ(m.layout().layers[0].ln_w, m.layout().pos_b + 2 * cfg.d_emb);
+  for (int64_t l = 1; l < cfg.n_layers; ++l)
+    EXPECT_EQ(m.layout().layers[l].ln_w, m.layout().layers[l - 1].end);
+  EXPECT_EQ(m.layout().layers.back().end, m.layout().lnf_w);
+}
+
 TEST(Model, RejectsTokensOutsideTheVocabulary) {
   Model m(ModelConfig::preset("tiny"));
   std::vector<int32_t> x = {1, 2, 300};
