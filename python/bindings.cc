@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -111,6 +112,32 @@ PYBIND11_MODULE(_logattn, m) {
                              [](const AttentionState& s) { return s.values() == Values::kLog; })
       .def_property_readonly("tokens", &AttentionState::tokens)
       .def_property_readonly("nbytes", [](const AttentionState& s) { return s.data().size() * 4; })
+      .def(
+          "raw",
+          [](const AttentionState& s) {
+            Array a = empty({s.batch(), s.heads(), s.floats_per_head()});
+            std::copy(s.data().begin(), s.data().end(), a.mutable_data());
+            return a;
+          },
+          "A copy of the storage, [B, H, 2 dk + dv + dk dv]: per head m, z, c, s")
+      .def_static(
+          "from_raw",
+          [](const Array& raw, int64_t d_key, int64_t d_val, bool log_values) {
+            expect_ndim("State.from_raw", "raw", raw, 3);
+            if (d_key < 1 || d_val < 1)
+              throw logattn::Error("State.from_raw: d_key and d_val must be at least 1");
+            AttentionState s(raw.shape(0), raw.shape(1), d_key, d_val,
+                             log_values ? Values::kLog : Values::kSigned);
+            if (raw.shape(2) != s.floats_per_head())
+              throw logattn::Error("State.from_raw: raw has " + std::to_string(raw.shape(2)) +
+                                   " floats per head; d_key " + std::to_string(d_key) +
+                                   " and d_val " + std::to_string(d_val) + " need " +
+                                   std::to_string(s.floats_per_head()));
+            std::copy(raw.data(), raw.data() + raw.size(), s.data().begin());
+            return s;
+          },
+          py::arg("raw"), py::arg("d_key"), py::arg("d_val"), py::arg("log_values") = false,
+          "A state from raw() storage")
       .def("reset", &AttentionState::reset)
       .def("copy", [](const AttentionState& s) { return AttentionState(s); })
       .def(

@@ -14,6 +14,7 @@ packages=(
   libpcre2-dev                              # GPT-2 pre-tokenisation regex
   libgtest-dev libgmock-dev libbenchmark-dev # tests and micro-benchmarks
   pybind11-dev python3-dev python3-numpy    # Python module
+  python3-pip python3-venv python3-setuptools python3-wheel # pip install . (offline)
   python3-torch                             # PyTorch reference for tests and benchmarks
   clang-14 libclang-rt-14-dev libomp-14-dev # fuzzing: libFuzzer (clang's), its OpenMP
   openmpi-bin libopenmpi-dev                # training on several processes / machines

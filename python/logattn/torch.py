@@ -1,42 +1,31 @@
-"""PyTorch autograd wrapper of logattn's attention (CPU, float32 inside).
+"""PyTorch interface of logattn's attention (CPU; float32 inside), on the operators that
+logattn/torch_ops.py registers as torch.ops.logattn.*.
+
+    y = attention(Q, K, V, causal=True, log_values=False)
+    y, state = attention(Q, K, V, ..., initial_state=state, output_final_state=True)
+
+Q, K: [B, H, n, d_key], V: [B, H, n, d_val] (log-values when log_values) -> y; the state
+[B, H, 2 d_key + d_val + d_key d_val] carries the keys seen so far into the next call (as
+flash-linear-attention's initial_state / output_final_state do); no gradient flows through
+it.
 
 LogAttention follows the reference implementation's calling convention:
     attn = LogAttention(is_causal=True)
     log_y = attn(Q, K, log_V, using_prev_context=False)
 with Q, K: [..., n, d_key], log_V: [..., n, d_val] -> log_y: [..., n, d_val]. With
-using_prev_context=True the call continues from the state the previous call left (the
-constant-size state; no gradient flows into it).
+using_prev_context=True the call continues from the state the previous call left.
 """
 import torch
 
-from . import _logattn
+from . import torch_ops  # noqa: F401  (registers torch.ops.logattn)
 
 
-class LogAttentionFunction(torch.autograd.Function):
-    """(Q, K, V) [B, H, n, d] -> Y; V are log-values (returns log Y) when log_values."""
-
-    @staticmethod
-    def forward(ctx, Q, K, V, causal, log_values, state):
-        arrays = [x.detach().to(torch.float32).contiguous().numpy() for x in (Q, K, V)]
-        state_in = state.copy() if state is not None else None
-        y, log_d = _logattn.forward(*arrays, causal=causal, log_values=log_values, state=state)
-        ctx.arrays, ctx.y, ctx.log_d = arrays, y, log_d
-        ctx.causal, ctx.log_values, ctx.state_in = causal, log_values, state_in
-        ctx.dtypes = (Q.dtype, K.dtype, V.dtype)
-        return torch.from_numpy(y).to(Q.dtype)
-
-    @staticmethod
-    def backward(ctx, gy):
-        g = gy.detach().to(torch.float32).contiguous().numpy()
-        gq, gk, gv = _logattn.backward(*ctx.arrays, ctx.y, ctx.log_d, g, causal=ctx.causal,
-                                       log_values=ctx.log_values, state_in=ctx.state_in)
-        out = [torch.from_numpy(a).to(dt) for a, dt in zip((gq, gk, gv), ctx.dtypes)]
-        return out[0], out[1], out[2], None, None, None
-
-
-def attention(Q, K, V, causal=True, log_values=False, state=None):
-    """Q, K: [B, H, n, dk], V: [B, H, n, dv]; differentiable; state is updated in place."""
-    return LogAttentionFunction.apply(Q, K, V, causal, log_values, state)
+def attention(Q, K, V, causal=True, log_values=False, initial_state=None,
+              output_final_state=False):
+    """Differentiable in Q, K and V; returns y, or (y, final state) with output_final_state."""
+    y, _, final = torch.ops.logattn.attention(Q, K, V, causal, log_values, initial_state,
+                                              output_final_state)
+    return (y, final) if output_final_state else y
 
 
 class LogAttention(torch.nn.Module):
@@ -54,9 +43,9 @@ class LogAttention(torch.nn.Module):
             heads *= s
         shape4 = lambda x: x.reshape(1, heads, x.shape[-2], x.shape[-1])
         q, k, lv = shape4(Q), shape4(K), shape4(log_V)
-        fits = (self.state is not None and self.state.heads == heads and
-                self.state.d_key == q.shape[-1] and self.state.d_val == lv.shape[-1])
-        if not (using_prev_context and fits):
-            self.state = _logattn.State(1, heads, q.shape[-1], lv.shape[-1], log_values=True)
-        y = attention(q, k, lv, causal=self.is_causal, log_values=True, state=self.state)
+        want = (1, heads, torch_ops.state_size(q.shape[-1], lv.shape[-1]))
+        fits = self.state is not None and tuple(self.state.shape) == want
+        y, self.state = attention(q, k, lv, causal=self.is_causal, log_values=True,
+                                  initial_state=self.state if using_prev_context and fits else None,
+                                  output_final_state=True)
         return y.reshape(*lead, y.shape[-2], y.shape[-1])

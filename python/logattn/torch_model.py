@@ -23,6 +23,14 @@ def log_attention(Q, K, log_V):
             - torch.logsumexp(Q.unsqueeze(-1) + H_Z, dim=-2))
 
 
+def logattn_attention(Q, K, log_V):
+    """The same causal log-attention on logattn's operator (torch.ops.logattn.attention):
+    float32 kernels, linear in the sequence, with its own backward."""
+    from . import torch_ops  # noqa: F401  (registers the operator; needs the extension)
+    return torch.ops.logattn.attention(Q.contiguous(), K.contiguous(), log_V.contiguous(),
+                                       True, True, None, False)[0]
+
+
 def softmax_attention(Q, K, log_V):
     """The conventional twin: causal softmax of q . k / sqrt(d_key) over values exp(log v),
     returning the log of the output."""
@@ -34,10 +42,18 @@ def softmax_attention(Q, K, log_V):
 
 
 class ResidualLayer(nn.Module):
-    def __init__(self, d_emb, n_heads, d_key, d_val, attention="log"):
+    def __init__(self, d_emb, n_heads, d_key, d_val, attention="log", kernel="reference"):
         super().__init__()
         self.n_heads, self.d_key, self.d_val = n_heads, d_key, d_val
-        self.attend = softmax_attention if attention == "softmax" else log_attention
+        if kernel not in ("reference", "logattn"):
+            raise ValueError(f"unknown attention kernel '{kernel}' (known: reference, logattn)")
+        if attention == "softmax":
+            if kernel == "logattn":
+                raise ValueError("the logattn kernel is log-attention's; the softmax twin runs "
+                                 "in PyTorch (kernel='reference')")
+            self.attend = softmax_attention
+        else:
+            self.attend = logattn_attention if kernel == "logattn" else log_attention
         self.feedforward1 = nn.Sequential(nn.LayerNorm(d_emb),
                                           nn.Linear(d_emb, n_heads * (2 * d_key + d_val)))
         self.feedforward2 = nn.Sequential(nn.Linear(n_heads * d_val, 2 * d_emb), nn.GLU(dim=-1),
@@ -69,12 +85,16 @@ class EmbedPosition(nn.Module):
 
 
 class GenerativeLanguageModel(nn.Module):
-    def __init__(self, vocab, d_emb, n_layers, n_heads, d_key, d_val, attention="log", **_):
+    def __init__(self, vocab, d_emb, n_layers, n_heads, d_key, d_val, attention="log",
+                 kernel="reference", **_):
+        """kernel: the attention's implementation, "reference" (the paper's formulation in
+        PyTorch, quadratic memory in d_key x d_val per token) or "logattn" (logattn's
+        operator)."""
         super().__init__()
         self.embed = nn.Embedding(vocab, d_emb)
         nn.init.uniform_(self.embed.weight, -1 / math.sqrt(d_emb), 1 / math.sqrt(d_emb))
         self.embed_pos = EmbedPosition(d_emb)
-        self.layers = nn.Sequential(*[ResidualLayer(d_emb, n_heads, d_key, d_val, attention)
+        self.layers = nn.Sequential(*[ResidualLayer(d_emb, n_heads, d_key, d_val, attention, kernel)
                                       for _ in range(n_layers)])
         self.lnorm = nn.LayerNorm(d_emb)
 
@@ -92,10 +112,10 @@ class GenerativeLanguageModel(nn.Module):
                  "weight_decay": 0.0}]
 
 
-def load_checkpoint(path, dtype=torch.float32):
+def load_checkpoint(path, dtype=torch.float32, kernel="reference"):
     tensors, meta = safetensors_io.load(path)
     config = json.loads(meta["config"])
-    model = GenerativeLanguageModel(**config).to(dtype)
+    model = GenerativeLanguageModel(**config, kernel=kernel).to(dtype)
     model.load_state_dict({k: torch.from_numpy(v).to(dtype) for k, v in tensors.items()})
     return model, config
 

@@ -33,7 +33,7 @@ struct TrainBenchConfig {
   int64_t context = 128;
   int64_t steps = 5;
   bool profile = false;
-  bool overlap_reduce = true;
+  bool overlap_reduce = false;
   bool compare = false;
   int64_t rounds = 3;
   bool json = false;

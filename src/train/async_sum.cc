@@ -52,7 +52,7 @@ void AsyncSum::run() {
     // before its next ones (finish), as MPI_THREAD_SERIALIZED asks.
     std::exception_ptr err;
     try {
-      dist_.sum(job.x, job.n);
+      dist_.sum_polling(job.x, job.n);
     } catch (...) {
       err = std::current_exception();
     }

@@ -1,9 +1,11 @@
 #include "train/dist.h"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "logattn/error.h"
 
@@ -28,6 +30,10 @@ bool g_parallel = false;
 #ifdef LOGATTN_MPI
 // MPI counts are int: large arrays go in pieces.
 constexpr int64_t kPiece = int64_t{1} << 30;
+
+// A background sum's wait between progress calls: short against a layer's backward
+// (milliseconds), long against the cost of a call.
+constexpr int kPollMicroseconds = 200;
 
 void check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) throw Error(std::string("MPI: ") + what + " failed");
@@ -109,6 +115,24 @@ void Dist::sum(float* x, int64_t n) const {
     check(MPI_Allreduce(MPI_IN_PLACE, x + i, static_cast<int>(std::min(kPiece, n - i)), MPI_FLOAT,
                         MPI_SUM, MPI_COMM_WORLD),
           "MPI_Allreduce");
+#endif
+  (void)x, (void)n;
+}
+
+void Dist::sum_polling(float* x, int64_t n) const {
+#ifdef LOGATTN_MPI
+  if (size_ == 1) return;
+  for (int64_t i = 0; i < n; i += kPiece) {
+    MPI_Request request;
+    check(MPI_Iallreduce(MPI_IN_PLACE, x + i, static_cast<int>(std::min(kPiece, n - i)), MPI_FLOAT,
+                         MPI_SUM, MPI_COMM_WORLD, &request),
+          "MPI_Iallreduce");
+    for (int done = 0;;) {
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (done) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(kPollMicroseconds));
+    }
+  }
 #endif
   (void)x, (void)n;
 }

@@ -34,6 +34,9 @@ class Dist {
 
   // In place, over every process: element-wise sums, minimum and maximum.
   void sum(float* x, int64_t n) const;
+  // The same sum, waiting by polling with short sleeps instead of MPI's busy wait, so that a
+  // thread doing it in the background leaves the cores to the computation.
+  void sum_polling(float* x, int64_t n) const;
   void sum(double* x, int64_t n) const;
   void min_max(uint64_t* lo, uint64_t* hi) const;
   // Whether b holds in any process.

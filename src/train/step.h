@@ -23,8 +23,10 @@ struct StepConfig {
   double clip = 1.0;  // maximum global gradient norm (0: off)
   // Several processes: each layer's gradients are summed across processes on a thread of
   // their own as soon as the backward has finished them, while it goes on with the layers
-  // below (false: all of them after the backward). The sums are the same either way.
-  bool overlap_reduce = true;
+  // below (false: all of them after the backward). The sums are the same either way. It
+  // pays only where that thread has a core the computation leaves free (README, "Training
+  // on several machines").
+  bool overlap_reduce = false;
 };
 
 struct StepResult {

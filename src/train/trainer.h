@@ -27,7 +27,7 @@ struct TrainConfig {
   int64_t batch = 16;
   int64_t context = 0;  // 0: the model's
   int64_t accum = 1;
-  bool overlap_reduce = true;  // see StepConfig
+  bool overlap_reduce = false;  // see StepConfig
   double lr = 6e-4, min_lr = 6e-5;
   int64_t warmup = 50;
   double weight_decay = 0.1;
