@@ -1,0 +1,254 @@
+#include "ops/int8_kernels.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "logattn/error.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LOGATTN_X86 1
+#endif
+
+namespace logattn::ops {
+
+namespace {
+
+// The lanes' final sum, in the order every variant uses.
+inline float sum_lanes(const float l[8]) {
+  return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+void q8_rows_scalar(int64_t rows, int64_t nb, const int8_t* wq, const float* wd, const int8_t* xq,
+                    const float* xd, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float acc[8] = {};
+    const int8_t* w = wq + r * nb * 32;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float d = wd[r * nb + b] * xd[b];
+      for (int j = 0; j < 8; ++j) {
+        int32_t s = 0;
+        for (int t = 0; t < 4; ++t) s += int32_t{w[32 * b + 4 * j + t]} * xq[32 * b + 4 * j + t];
+        acc[j] = std::fma(static_cast<float>(s), d, acc[j]);
+      }
+    }
+    out[r] = sum_lanes(acc);
+  }
+}
+
+void bf16_rows_scalar(int64_t rows, int64_t cols, const uint16_t* w, const float* x, float* out) {
+  const int64_t c8 = cols / 8 * 8;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* wr = w + r * cols;
+    float acc[8] = {};
+    for (int64_t c = 0; c < c8; c += 8)
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t bits = uint32_t{wr[c + j]} << 16;
+        float f;
+        __builtin_memcpy(&f, &bits, 4);
+        acc[j] = std::fma(f, x[c + j], acc[j]);
+      }
+    float s = sum_lanes(acc);
+    for (int64_t c = c8; c < cols; ++c) {
+      const uint32_t bits = uint32_t{wr[c]} << 16;
+      float f;
+      __builtin_memcpy(&f, &bits, 4);
+      s = std::fma(f, x[c], s);
+    }
+    out[r] = s;
+  }
+}
+
+#ifdef LOGATTN_X86
+
+#define LOGATTN_AVX2 __attribute__((target("avx2,fma")))
+
+LOGATTN_AVX2 inline float sum_lanes_avx(__m256 v) {
+  alignas(32) float l[8];
+  _mm256_store_ps(l, v);
+  return sum_lanes(l);
+}
+
+// One block's eight partial sums: lane j = sum_{t < 4} w[4j + t] x[4j + t]. vpmaddubsw takes
+// unsigned x signed bytes: |w| against x with w's sign (pairs of products fit int16:
+// 2 x 127 x 127 < 32767), then vpmaddwd adds the pairs.
+LOGATTN_AVX2 inline __m256i block_avx2(__m256i w, __m256i x) {
+  const __m256i aw = _mm256_sign_epi8(w, w);
+  const __m256i sx = _mm256_sign_epi8(x, w);
+  const __m256i pairs = _mm256_maddubs_epi16(aw, sx);
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+template <typename Block>
+LOGATTN_AVX2 inline void q8_rows_with(Block block, int64_t rows, int64_t nb, const int8_t* wq,
+                                      const float* wd, const int8_t* xq, const float* xd,
+                                      float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    __m256 acc = _mm256_setzero_ps();
+    const int8_t* w = wq + r * nb * 32;
+    const float* d = wd + r * nb;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * b));
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
+      const __m256 s = _mm256_cvtepi32_ps(block(wv, xv));
+      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(d[b] * xd[b]), acc);
+    }
+    out[r] = sum_lanes_avx(acc);
+  }
+}
+
+LOGATTN_AVX2 void q8_rows_avx2(int64_t rows, int64_t nb, const int8_t* wq, const float* wd,
+                               const int8_t* xq, const float* xd, float* out) {
+  q8_rows_with([](__m256i w, __m256i x) LOGATTN_AVX2 { return block_avx2(w, x); }, rows, nb, wq, wd,
+               xq, xd, out);
+}
+
+// vpdpbusd: unsigned x signed bytes, four products per int32 lane, in one instruction.
+__attribute__((target("avx2,fma,avxvnni"))) void q8_rows_avxvnni(int64_t rows, int64_t nb,
+                                                                 const int8_t* wq, const float* wd,
+                                                                 const int8_t* xq, const float* xd,
+                                                                 float* out) {
+  q8_rows_with(
+      [](__m256i w, __m256i x) __attribute__((target("avx2,fma,avxvnni"))) {
+        return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w),
+                                       _mm256_sign_epi8(x, w));
+      },
+      rows, nb, wq, wd, xq, xd, out);
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni"))) void q8_rows_avx512vnni(
+    int64_t rows, int64_t nb, const int8_t* wq, const float* wd, const int8_t* xq, const float* xd,
+    float* out) {
+  q8_rows_with(
+      [](__m256i w, __m256i x) __attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni"))) {
+        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w),
+                                   _mm256_sign_epi8(x, w));
+      },
+      rows, nb, wq, wd, xq, xd, out);
+}
+
+LOGATTN_AVX2 void bf16_rows_avx2(int64_t rows, int64_t cols, const uint16_t* w, const float* x,
+                                 float* out) {
+  const int64_t c8 = cols / 8 * 8;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* wr = w + r * cols;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0; c < c8; c += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + c));
+      const __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+      acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(x + c), acc);
+    }
+    float s = sum_lanes_avx(acc);
+    for (int64_t c = c8; c < cols; ++c) {
+      const uint32_t bits = uint32_t{wr[c]} << 16;
+      float f;
+      __builtin_memcpy(&f, &bits, 4);
+      s = std::fma(f, x[c], s);
+    }
+    out[r] = s;
+  }
+}
+
+#endif  // LOGATTN_X86
+
+Int8Kernel best_kernel() {
+  for (Int8Kernel k : {Int8Kernel::kAvx512Vnni, Int8Kernel::kAvxVnni, Int8Kernel::kAvx2})
+    if (int8_kernel_supported(k)) return k;
+  return Int8Kernel::kScalar;
+}
+
+Int8Kernel initial_kernel() {
+  const char* env = std::getenv("LOGATTN_INT8");
+  if (!env || !*env) return best_kernel();
+  for (Int8Kernel k :
+       {Int8Kernel::kScalar, Int8Kernel::kAvx2, Int8Kernel::kAvxVnni, Int8Kernel::kAvx512Vnni})
+    if (std::string(env) == int8_kernel_name(k)) {
+      if (!int8_kernel_supported(k))
+        throw Error(std::string("LOGATTN_INT8=") + env + ": this CPU lacks those instructions");
+      return k;
+    }
+  throw Error(std::string("LOGATTN_INT8=") + env +
+              " is not a kernel (known: scalar, avx2, avx-vnni, avx512-vnni)");
+}
+
+Int8Kernel& current() {
+  static Int8Kernel k = initial_kernel();
+  return k;
+}
+
+}  // namespace
+
+const char* int8_kernel_name(Int8Kernel k) {
+  switch (k) {
+    case Int8Kernel::kScalar:
+      return "scalar";
+    case Int8Kernel::kAvx2:
+      return "avx2";
+    case Int8Kernel::kAvxVnni:
+      return "avx-vnni";
+    case Int8Kernel::kAvx512Vnni:
+      return "avx512-vnni";
+  }
+  return "?";
+}
+
+bool int8_kernel_supported(Int8Kernel k) {
+#ifdef LOGATTN_X86
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  switch (k) {
+    case Int8Kernel::kScalar:
+      return true;
+    case Int8Kernel::kAvx2:
+      return avx2;
+    case Int8Kernel::kAvxVnni:
+      return avx2 && __builtin_cpu_supports("avxvnni");
+    case Int8Kernel::kAvx512Vnni:
+      return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+#else
+  return k == Int8Kernel::kScalar;
+#endif
+}
+
+Int8Kernel int8_kernel() {
+  return current();
+}
+
+void set_int8_kernel(Int8Kernel k) {
+  if (!int8_kernel_supported(k))
+    throw Error(std::string("int8 kernel ") + int8_kernel_name(k) + ": this CPU lacks it");
+  current() = k;
+}
+
+namespace kernels {
+
+void q8_rows(Int8Kernel k, int64_t rows, int64_t nb, const int8_t* wq, const float* wd,
+             const int8_t* xq, const float* xd, float* out) {
+  switch (k) {
+#ifdef LOGATTN_X86
+    case Int8Kernel::kAvx512Vnni:
+      return q8_rows_avx512vnni(rows, nb, wq, wd, xq, xd, out);
+    case Int8Kernel::kAvxVnni:
+      return q8_rows_avxvnni(rows, nb, wq, wd, xq, xd, out);
+    case Int8Kernel::kAvx2:
+      return q8_rows_avx2(rows, nb, wq, wd, xq, xd, out);
+#endif
+    default:
+      return q8_rows_scalar(rows, nb, wq, wd, xq, xd, out);
+  }
+}
+
+void bf16_rows(Int8Kernel k, int64_t rows, int64_t cols, const uint16_t* w, const float* x,
+               float* out) {
+#ifdef LOGATTN_X86
+  if (k != Int8Kernel::kScalar) return bf16_rows_avx2(rows, cols, w, x, out);
+#endif
+  bf16_rows_scalar(rows, cols, w, x, out);
+}
+
+}  // namespace kernels
+}  // namespace logattn::ops
