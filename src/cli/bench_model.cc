@@ -15,8 +15,10 @@
 #include "cli/options.h"
 #include "generate/generator.h"
 #include "logattn/error.h"
+#include "model/checkpoint.h"
 #include "model/model.h"
 #include "model/profile.h"
+#include "model/quantize.h"
 #include "ops/matmul.h"
 #include "train/adamw.h"
 #include "train/step.h"
@@ -175,17 +177,33 @@ int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
 
 struct GenerateBenchConfig {
   std::string preset = "small";
+  std::string model;  // a checkpoint instead of the preset's random weights
+  std::string type = "f32";
   std::string attention = "log";
   std::vector<int64_t> context = {1024, 4096, 16384, 65536};
   int64_t tokens = 256;
   bool json = false;
 };
 
-std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
+// The model to time: the checkpoint, or the preset with random weights, as --type asks (the
+// float32 original freed before the measurement, so that resident memory is the typed one's).
+model::Model generate_bench_model(const GenerateBenchConfig& c) {
+  const ops::WeightType type = ops::parse_weight_type(c.type, "bench generate: --type");
+  if (!c.model.empty()) {
+    model::Model m = model::load_checkpoint(c.model);
+    if (type == ops::WeightType::kF32 || m.weight_type() == type) return m;
+    return model::quantize_model(m, type);
+  }
   model::ModelConfig mc = model::ModelConfig::preset(c.preset);
   mc.attention = model::parse_attention(c.attention, "bench");
   model::Model m(mc);
   m.init(0);
+  if (type == ops::WeightType::kF32) return m;
+  return model::quantize_model(m, type);
+}
+
+std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
+  model::Model m = generate_bench_model(c);
   generate::Generator gen(m);
   std::mt19937_64 rng(1);
   std::vector<int32_t> prompt(context);
@@ -238,6 +256,8 @@ Runner add_bench_generate_command(CLI::App& bench) {
   auto cfg = std::make_shared<GenerateBenchConfig>();
   auto table = std::make_shared<OptionTable>();
   table->add("--preset", &cfg->preset, "model preset: small, paper or tiny")
+      .add("--model", &cfg->model, "a checkpoint instead of the preset (random weights)")
+      .add("--type", &cfg->type, "weights: f32, bf16 or q8_0 (converted before timing)")
       .add("--attention", &cfg->attention, "log (the paper's) or softmax (the twin, a KV cache)")
       .add("--context", &cfg->context, "context lengths before timing (comma-separated)")
       .add("--tokens", &cfg->tokens, "tokens to time at each context length")

@@ -174,19 +174,31 @@ std::vector<float> SafeTensors::floats(const std::string& name) const {
   return out;
 }
 
+const uint8_t* SafeTensors::bytes(const std::string& name, const std::string& dtype) const {
+  const auto it = tensors_.find(name);
+  if (it == tensors_.end()) bad(path_, "has no tensor '" + name + "'");
+  if (it->second.dtype != dtype)
+    bad(path_, "tensor '" + name + "' has dtype " + it->second.dtype + ", expected " + dtype);
+  return data_.data() + it->second.begin;
+}
+
 std::unique_ptr<AtomicWriter> stage_safetensors(
     const std::string& path, const std::vector<TensorRef>& tensors,
     const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto& t : tensors) {
-    int64_t n = 1;
+  auto nbytes = [](const TensorRef& t) {
+    const int64_t eb = dtype_bytes(t.dtype);
+    if (eb == 0) throw Error("safetensors: cannot write dtype " + t.dtype);
+    int64_t n = eb;
     for (int64_t d : t.shape) n *= d;
-    header[t.name] = {{"dtype", "F32"},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + 4 * static_cast<uint64_t>(n)}}};
-    offset += 4 * static_cast<uint64_t>(n);
+    return static_cast<uint64_t>(n);
+  };
+  for (const auto& t : tensors) {
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + nbytes(t)}}};
+    offset += nbytes(t);
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // align the data to 8 bytes, as the reference does
@@ -195,11 +207,8 @@ std::unique_ptr<AtomicWriter> stage_safetensors(
   for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((hn >> (8 * i)) & 0xff);
   bytes += h;
   bytes.reserve(bytes.size() + offset);
-  for (const auto& t : tensors) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    bytes.append(reinterpret_cast<const char*>(t.data), 4 * static_cast<size_t>(n));
-  }
+  for (const auto& t : tensors)
+    bytes.append(reinterpret_cast<const char*>(t.data), static_cast<size_t>(nbytes(t)));
   auto w = std::make_unique<AtomicWriter>(path);
   w->write(bytes.data(), bytes.size());
   return w;

@@ -35,6 +35,9 @@ class SafeTensors {
   const std::string& required_metadata(const std::string& key, const std::string& what) const;
   // A tensor as float32 (from F32, F16, BF16 or F64); throws if absent or not floating.
   std::vector<float> floats(const std::string& name) const;
+  // A tensor's bytes as stored (little-endian), which must be of dtype; throws naming the
+  // file and tensor if it is absent or of another dtype.
+  const uint8_t* bytes(const std::string& name, const std::string& dtype) const;
 
  private:
   std::string path_;
@@ -46,10 +49,11 @@ class SafeTensors {
 struct TensorRef {
   std::string name;
   std::vector<int64_t> shape;
-  const float* data;
+  const void* data;           // numel elements of dtype, little-endian
+  std::string dtype = "F32";  // F32, BF16, I8, ...
 };
 
-// Writes F32 tensors (in the given order) and metadata to path: to a temporary name in the
+// Writes tensors (in the given order) and metadata to path: to a temporary name in the
 // same folder, flushed, then renamed, so a kill leaves either the old file or the new one.
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata);

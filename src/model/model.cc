@@ -74,14 +74,53 @@ void resize(std::vector<float>& v, int64_t n) {
 
 }  // namespace
 
-Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
+Model::Model(const ModelConfig& cfg, ops::WeightType weights)
+    : cfg_(cfg), wtype_(weights), layout_(cfg, weights != ops::WeightType::kF32) {
   cfg_.validate();
   w_.assign(layout_.total(), 0.f);
-  g_.assign(layout_.total(), 0.f);
+  switch (wtype_) {
+    case ops::WeightType::kF32:
+      break;
+    case ops::WeightType::kBF16:
+      bf16_.assign(layout_.matrix_total(), 0);
+      break;
+    case ops::WeightType::kQ8_0:
+      for (const auto& p : layout_.params())
+        if (p.matrix && p.shape[1] % ops::kQ8Block != 0)
+          throw Error("model: q8_0 needs rows of whole blocks of 32, and '" + p.name + "' has " +
+                      std::to_string(p.shape[1]) + " columns");
+      q8_.assign(layout_.matrix_total(), 0);
+      q8_scales_.assign(layout_.matrix_total() / ops::kQ8Block, 0.f);
+      break;
+  }
+}
+
+void Model::init(uint64_t seed) {
+  if (wtype_ != ops::WeightType::kF32)
+    throw Error("model: initialise a float32 model and quantize it (quantize_model)");
+  init_params(cfg_, layout_, seed, w_.data());
+}
+
+ops::Matrix Model::matrix(int64_t offset, int64_t rows, int64_t cols) const {
+  switch (wtype_) {
+    case ops::WeightType::kBF16:
+      return {wtype_, rows, cols, bf16_.data() + offset, nullptr};
+    case ops::WeightType::kQ8_0:
+      return {wtype_, rows, cols, q8_.data() + offset, q8_scales_.data() + offset / ops::kQ8Block};
+    case ops::WeightType::kF32:
+      break;
+  }
+  return {wtype_, rows, cols, w_.data() + offset, nullptr};
+}
+
+std::vector<float>& Model::grads() {
+  if (g_.empty() && wtype_ == ops::WeightType::kF32) g_.assign(layout_.total(), 0.f);
+  return g_;
 }
 
 void Model::zero_grads() {
-  std::fill(g_.begin(), g_.end(), 0.f);
+  auto& g = grads();
+  std::fill(g.begin(), g.end(), 0.f);
 }
 
 void Model::ensure_shape(int64_t B, int64_t T) {
@@ -148,9 +187,10 @@ void Model::step_heads(int64_t l, AttentionState& state) {
   LayerActs& a = acts_[l];
   const auto& p = layout_.layers[l];
   const float* W = w_.data();
+  const ops::Matrix w1 = matrix(p.w1, cfg_.proj_width(), E);
   run_blocks(H, [&](int64_t h) {
     float* proj = proj_.data() + h * w;
-    ops::linear_forward(1, E, w, a.xn.data(), W + p.w1 + h * w * E, W + p.b1 + h * w, proj);
+    ops::linear(w1.rows_view(h * w, w), 1, a.xn.data(), W + p.b1 + h * w, proj);
     std::copy(proj, proj + dk, a.q.data() + h * dk);
     std::copy(proj + dk, proj + 2 * dk, a.k.data() + h * dk);
     std::copy(proj + 2 * dk, proj + w, a.lv.data() + h * dv);
@@ -218,18 +258,20 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                   std::to_string(V) + ")");
   }
   if (backward_pass && !targets) throw Error("model forward: backward needs targets");
+  if (backward_pass && wtype_ != ops::WeightType::kF32)
+    throw Error(std::string("model: training needs float32 weights, and these are ") +
+                ops::weight_type_name(wtype_));
   ensure_shape(B, T);
   const float* W = w_.data();
 
   // Embedding and EmbedPosition: x0 = emb + h, h the log-space recurrence from h_{-1} = 0.
+  const ops::Matrix embed = matrix(layout_.embed, V, E);
   timed(Op::kEmbedding, false, [&] {
-    parallel_for(N, N * E, [&](int64_t i) {
-      std::copy(W + layout_.embed + tokens[i] * E, W + layout_.embed + (tokens[i] + 1) * E,
-                emb_.data() + i * E);
-    });
+    parallel_for(N, N * E,
+                 [&](int64_t i) { ops::matrix_row(embed, tokens[i], emb_.data() + i * E); });
   });
   timed(Op::kPosition, false, [&] {
-    ops::linear_forward(N, E, 2 * E, emb_.data(), W + layout_.pos_w, W + layout_.pos_b, ul_.data());
+    ops::linear(matrix(layout_.pos_w, 2 * E, E), N, emb_.data(), W + layout_.pos_b, ul_.data());
     ops::log_recurrence_forward(B, T, E, ul_.data(), state ? state->h.data() : nullptr, h_.data());
   });
   trace("emb", -1, emb_, N * E), trace("ul", -1, ul_, N * 2 * E), trace("h", -1, h_, N * E);
@@ -255,7 +297,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
       step_heads(l, state->layers[l]);  // one sequence, one token: W1 and the step fused
     } else {
       timed(Op::kProjection, false,
-            [&] { ops::linear_forward(N, E, P, a.xn.data(), W + p.w1, W + p.b1, proj_.data()); });
+            [&] { ops::linear(matrix(p.w1, P, E), N, a.xn.data(), W + p.b1, proj_.data()); });
       timed(Op::kPermute, false, [&] {
         permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
       });
@@ -265,12 +307,12 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
           [&] { heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false); });
     trace("proj", l, proj_, N * P), trace("a", l, a.a, N * A);
     timed(Op::kMix, false,
-          [&] { ops::linear_forward(N, A, 2 * E, a.a.data(), W + p.w2, W + p.b2, a.g.data()); });
+          [&] { ops::linear(matrix(p.w2, 2 * E, A), N, a.a.data(), W + p.b2, a.g.data()); });
     timed(Op::kGlu, false, [&] { ops::glu_forward(N, E, a.g.data(), a.glu.data()); });
     trace("g", l, a.g, N * 2 * E), trace("glu", l, a.glu, N * E);
     float* next = l + 1 < cfg_.n_layers ? acts_[l + 1].x.data() : x_last_.data();
     timed(Op::kOut, false,
-          [&] { ops::linear_forward(N, E, E, a.glu.data(), W + p.w3, nullptr, next); });
+          [&] { ops::linear(matrix(p.w3, E, E), N, a.glu.data(), nullptr, next); });
     timed(Op::kResidual, false, [&] {
       for (int64_t i = 0; i < N * E; ++i) next[i] += a.x[i];
     });
@@ -286,7 +328,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                 dxn_.begin() + b * E);
     ops::layernorm_forward(B, E, dxn_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
                            meanf_.data(), rstdf_.data());
-    ops::gemm(false, true, B, V, E, 1.f, xf_.data(), E, W + layout_.embed, E, 0.f, logits, V);
+    ops::linear(embed, B, xf_.data(), nullptr, logits);
     trace("xf", -1, xf_, B * E);
     if (trace_) trace_->record("logits", logits, B * V);
     return 0.0;
@@ -295,10 +337,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     ops::layernorm_forward(N, E, x_last_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
                            meanf_.data(), rstdf_.data());
   });
-  timed(Op::kHead, false, [&] {
-    ops::gemm(false, true, N, V, E, 1.f, xf_.data(), E, W + layout_.embed, E, 0.f, logits_.data(),
-              V);
-  });
+  timed(Op::kHead, false, [&] { ops::linear(embed, N, xf_.data(), nullptr, logits_.data()); });
   if (logits) std::copy(logits_.begin(), logits_.end(), logits);
   trace("xf", -1, xf_, N * E), trace("logits", -1, logits_, N * V);
   if (!targets) return 0.0;
@@ -320,7 +359,7 @@ void Model::backward(const int32_t* tokens, int64_t B, int64_t T) {
   const int64_t N = B * T, E = cfg_.d_emb, H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
   const int64_t A = H * dv, P = cfg_.proj_width(), V = cfg_.vocab;
   const float* W = w_.data();
-  float* G = g_.data();
+  float* G = grads().data();
   const float* dlogits = logits_.data();
   // Tied head: logits = xf embed^T.
   timed(Op::kHead, true, [&] {

@@ -13,6 +13,7 @@
 #include "model/profile.h"
 #include "model/trace.h"
 #include "ops/softmax_attention.h"
+#include "ops/typed_matrix.h"
 
 namespace logattn::model {
 
@@ -30,14 +31,28 @@ struct ModelState {
 
 class Model {
  public:
-  explicit Model(const ModelConfig& cfg);
+  // weights: the matrices' storage type. Float32 models train; bf16 and q8_0 models (made by
+  // quantize_model, or read from a quantized checkpoint) only infer: their matrices live in a
+  // typed store and weights() holds the rest (LayerNorm, biases; see ParamLayout).
+  explicit Model(const ModelConfig& cfg, ops::WeightType weights = ops::WeightType::kF32);
 
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
+  ops::WeightType weight_type() const { return wtype_; }
+  // A weight matrix (a ParamInfo with .matrix, at its layout offset) as the products see it.
+  ops::Matrix matrix(int64_t offset, int64_t rows, int64_t cols) const;
+  ops::Matrix matrix(const ParamInfo& p) const { return matrix(p.offset, p.shape[0], p.shape[1]); }
+  // The typed store (bf16: uint16 elements; q8_0: int8 elements and the float scales of
+  // their blocks of 32), written by quantize_model and the checkpoint reader.
+  std::vector<uint16_t>& bf16_store() { return bf16_; }
+  std::vector<int8_t>& q8_store() { return q8_; }
+  std::vector<float>& q8_scales() { return q8_scales_; }
   std::vector<float>& weights() { return w_; }
   const std::vector<float>& weights() const { return w_; }
-  std::vector<float>& grads() { return g_; }
-  void init(uint64_t seed) { init_params(cfg_, layout_, seed, w_.data()); }
+  // The gradients' buffer, allocated on first use (a model that only infers has none).
+  std::vector<float>& grads();
+  // The reference's initialisation (float32 models; a typed model comes from one).
+  void init(uint64_t seed);
   void zero_grads();
 
   // tokens, targets: [B, T] token ids. Returns the mean cross-entropy (nats per token) of
@@ -109,11 +124,15 @@ class Model {
   }
 
   ModelConfig cfg_;
+  ops::WeightType wtype_;
   ParamLayout layout_;
   Profile* profile_ = nullptr;
   Trace* trace_ = nullptr;
   std::function<void(int64_t)> layer_grads_ready_;
   std::vector<float> w_, g_;
+  std::vector<uint16_t> bf16_;
+  std::vector<int8_t> q8_;
+  std::vector<float> q8_scales_;
   int64_t B_ = 0, T_ = 0;
   std::vector<LayerActs> acts_;
   std::vector<float> emb_, ul_, h_, x_last_, xf_, meanf_, rstdf_, logits_, proj_;

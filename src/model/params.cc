@@ -13,14 +13,17 @@ int64_t ParamLayout::add(std::string name, std::vector<int64_t> shape, bool deca
   p.shape = std::move(shape);
   p.size = 1;
   for (int64_t d : p.shape) p.size *= d;
-  p.offset = total_;
   p.decay = decay;
-  total_ += p.size;
+  p.matrix = p.shape.size() == 2;
+  int64_t& end = matrices_apart_ && p.matrix ? matrix_total_ : total_;
+  p.offset = end;
+  end += p.size;
   params_.push_back(p);
   return p.offset;
 }
 
-ParamLayout::ParamLayout(const ModelConfig& c) {
+ParamLayout::ParamLayout(const ModelConfig& c, bool matrices_apart)
+    : matrices_apart_(matrices_apart) {
   const int64_t E = c.d_emb, P = c.proj_width(), A = c.n_heads * c.d_val;
   embed = add("embed.weight", {c.vocab, E}, true);
   pos_w = add("embed_pos.dense.weight", {2 * E, E}, true);

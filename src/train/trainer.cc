@@ -55,6 +55,9 @@ model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
   if (!c.init.empty()) {
     model::Checkpoint info;
     model::Model m = model::load_checkpoint(c.init, &info, c.model_config);
+    if (m.weight_type() != ops::WeightType::kF32)
+      throw Error("train: --init " + c.init + " holds " + ops::weight_type_name(m.weight_type()) +
+                  " weights; training starts from a float32 checkpoint");
     *tokenizer = info.tokenizer;
     return m;
   }
