@@ -5,13 +5,15 @@
 
 #include "cli/bench_util.h"
 #include "cli/commands.h"
+#include "ops/int8_kernels.h"
 #include "ops/matmul.h"
 #include "simd/vexp.h"
 
 namespace logattn::cli {
 
 std::string machine_config() {
-  return fmt::format("sgemm={} exp={} threads={}", ops::gemm_backend_name(), simd::exp_isa(),
+  return fmt::format("sgemm={} exp={} int8={} threads={}", ops::gemm_backend_name(),
+                     simd::exp_isa(), ops::int8_kernel_name(ops::int8_kernel()),
                      omp_get_max_threads());
 }
 

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "logattn/error.h"
+#include "ops/int8_kernels.h"
 #include "ops/matmul.h"
 #include "train/dist.h"
 
@@ -42,7 +43,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    logattn::ops::gemm_backend();  // a bad LOGATTN_GEMM is an error before any work
+    // A bad LOGATTN_GEMM or LOGATTN_INT8 is an error before any work.
+    logattn::ops::gemm_backend();
+    logattn::ops::int8_kernel();
     for (auto& run : runners) {
       const int rc = run();
       if (rc >= 0) return rc;

@@ -422,6 +422,62 @@ class Cli(unittest.TestCase):
         r = run("generate", "--model", ck, "--prompt", "x", "--top-p", "1.5")
         self.assertEqual(r.returncode, 1)
 
+    def test_quantize_then_generate_and_eval_and_bad_requests(self):
+        cfg = os.path.join(self.dir, "cfg.json")
+        with open(cfg, "w") as f:  # H x d_val = 32: rows of whole q8_0 blocks
+            f.write('{"vocab": 256, "d_emb": 32, "n_layers": 2, "n_heads": 2, "d_key": 8, '
+                    '"d_val": 16, "context": 32}')
+        out = os.path.join(self.dir, "q")
+        r = run(*self.tiny_train(out, "--model-config", cfg, "--steps", "3", "--eval-every", "3"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ck = os.path.join(out, "model.safetensors")
+        for t in ("q8_0", "bf16"):
+            q = os.path.join(self.dir, f"model-{t}.safetensors")
+            r = run("quantize", "--model", ck, "--out", q, "--type", t)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"-> {q}", r.stdout)
+            self.assertLess(os.path.getsize(q), os.path.getsize(ck) * (0.35 if t == "q8_0" else 0.6))
+            r = run("eval", "--model", q, "--data", self.text, "--json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = run("generate", "--model", q, "--prompt", "All the", "-n", "10", "--temperature", "0")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(r.stdout.startswith("All the"))
+            r = run("quantize", "--model", q, "--out", q + ".again")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(f"already {t}; quantize its float32 checkpoint", r.stderr)
+            self.assertFalse(os.path.exists(q + ".again"))
+            r = run(*self.tiny_train(os.path.join(self.dir, "from-" + t), "--init", q, "--steps", "2"))
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("training starts from a float32 checkpoint", r.stderr)
+        x = os.path.join(self.dir, "x.safetensors")
+        for args, message in (
+                (("--out", x, "--type", "q4_0"), "unknown weight type 'q4_0' (known: f32, bf16, q8_0)"),
+                (("--out", x, "--type", "f32"), "--type f32 is the float32 checkpoint itself"),
+                (("--out", ck), "is --model itself")):
+            r = run("quantize", "--model", ck, *args)
+            self.assertEqual(r.returncode, 1, args)
+            self.assertIn(message, r.stderr)
+        # The kernel variant can be forced (a CPU's fallback, on any CPU), and a bad name is an
+        # error naming the variable.
+        q = os.path.join(self.dir, "model-q8_0.safetensors")
+        outs = []
+        for kernel in ("scalar", "bogus"):
+            r = subprocess.run([LOGATTN, "generate", "--model", q, "--prompt", "All the", "-n", "10",
+                                "--temperature", "0"], capture_output=True, encoding="latin-1",
+                               env=dict(os.environ, LOGATTN_INT8=kernel), timeout=60)
+            outs.append(r)
+        self.assertEqual(outs[0].returncode, 0, outs[0].stderr)
+        self.assertEqual(outs[1].returncode, 1)
+        self.assertIn("LOGATTN_INT8=bogus is not a kernel", outs[1].stderr)
+        # The tiny preset's H x d_val = 16 does not split into q8_0's blocks (bf16 does).
+        tiny = os.path.join(self.dir, "tiny")
+        r = run(*self.tiny_train(tiny, "--steps", "2", "--eval-every", "2"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run("quantize", "--model", os.path.join(tiny, "model.safetensors"), "--out",
+                os.path.join(self.dir, "t.safetensors"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("whole blocks of 32", r.stderr)
+
     def test_kill_at_any_moment_then_resume_equals_the_uninterrupted_run(self):
         # SIGKILL at 20 random moments (a checkpoint is written at every step, so many land in
         # a write), each followed by --resume: the weights equal an uninterrupted run's. Each
