@@ -36,6 +36,17 @@ cp "$tmp/run/log.jsonl" "$C/resume/log.jsonl"
 "$BIN" generate --model "$tmp/run/model.safetensors" --prompt "To be" -n 2 \
   --save-state "$C/state/state.safetensors" >/dev/null 2>&1
 
+# Quantized checkpoints (q8_0 needs rows of whole blocks of 32).
+blocks='{"vocab": 256, "d_emb": 32, "n_layers": 1, "n_heads": 2, "d_key": 4, "d_val": 16, "context": 8}'
+echo "$blocks" > "$tmp/blocks.json"
+"$BIN" train --model-config "$tmp/blocks.json" --tokenizer bytes --tokens "$tmp/t.bin" \
+  --out "$tmp/blocks" --steps 1 --batch 2 --context 8 --warmup 0 --eval-every 1 \
+  --eval-batches 1 >/dev/null 2>&1
+for t in q8_0 bf16; do
+  "$BIN" quantize --model "$tmp/blocks/model.safetensors" --out "$C/checkpoint/$t.safetensors" \
+    --type "$t" >/dev/null
+done
+
 # safetensors of other dtypes and a metadata block.
 /usr/bin/python3 - "$C/safetensors/dtypes.safetensors" <<'PY'
 import json, struct, sys
