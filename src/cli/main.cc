@@ -1,5 +1,6 @@
 // logattn: the command-line tool. Without a subcommand it runs the default job.
 #include <fmt/format.h>
+#include <malloc.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -14,6 +15,11 @@
 
 int main(int argc, char** argv) {
   using namespace logattn::cli;
+  // Buffers of 128 KiB and more are mapped and returned to the system when freed. glibc would
+  // otherwise raise that threshold to the largest buffer freed so far (a checkpoint's file
+  // image, a float32 model just quantized), and every buffer below it, freed or shrunk,
+  // would stay resident: generation's memory would depend on what came before it.
+  mallopt(M_MMAP_THRESHOLD, 128 << 10);
   CLI::App app{"logattn: softmax attention with constant cost per token (Heinsen, 2024)"};
   app.set_version_flag("--version", "logattn 0.1.0");
   std::vector<Runner> runners;

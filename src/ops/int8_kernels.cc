@@ -5,6 +5,7 @@
 #include <string>
 
 #include "logattn/error.h"
+#include "ops/typed_matrix.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -37,26 +38,20 @@ void q8_rows_scalar(int64_t rows, int64_t nb, const int8_t* wq, const float* wd,
   }
 }
 
+// A bf16 row's last cols % 8 products, added one by one to the lanes' sum s.
+inline float bf16_tail(const uint16_t* wr, const float* x, int64_t c8, int64_t cols, float s) {
+  for (int64_t c = c8; c < cols; ++c) s = std::fma(from_bf16(wr[c]), x[c], s);
+  return s;
+}
+
 void bf16_rows_scalar(int64_t rows, int64_t cols, const uint16_t* w, const float* x, float* out) {
   const int64_t c8 = cols / 8 * 8;
   for (int64_t r = 0; r < rows; ++r) {
     const uint16_t* wr = w + r * cols;
     float acc[8] = {};
     for (int64_t c = 0; c < c8; c += 8)
-      for (int j = 0; j < 8; ++j) {
-        const uint32_t bits = uint32_t{wr[c + j]} << 16;
-        float f;
-        __builtin_memcpy(&f, &bits, 4);
-        acc[j] = std::fma(f, x[c + j], acc[j]);
-      }
-    float s = sum_lanes(acc);
-    for (int64_t c = c8; c < cols; ++c) {
-      const uint32_t bits = uint32_t{wr[c]} << 16;
-      float f;
-      __builtin_memcpy(&f, &bits, 4);
-      s = std::fma(f, x[c], s);
-    }
-    out[r] = s;
+      for (int j = 0; j < 8; ++j) acc[j] = std::fma(from_bf16(wr[c + j]), x[c + j], acc[j]);
+    out[r] = bf16_tail(wr, x, c8, cols, sum_lanes(acc));
   }
 }
 
@@ -139,14 +134,7 @@ LOGATTN_AVX2 void bf16_rows_avx2(int64_t rows, int64_t cols, const uint16_t* w, 
       const __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
       acc = _mm256_fmadd_ps(f, _mm256_loadu_ps(x + c), acc);
     }
-    float s = sum_lanes_avx(acc);
-    for (int64_t c = c8; c < cols; ++c) {
-      const uint32_t bits = uint32_t{wr[c]} << 16;
-      float f;
-      __builtin_memcpy(&f, &bits, 4);
-      s = std::fma(f, x[c], s);
-    }
-    out[r] = s;
+    out[r] = bf16_tail(wr, x, c8, cols, sum_lanes_avx(acc));
   }
 }
 
