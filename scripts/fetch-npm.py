@@ -27,6 +27,9 @@ PACKAGES = [
      "sha512-biOj/6M5qdgx5TKjDnFT1ymSpM5tbd3ylwDtrQvFQSu0Z7bBYko2dF+W/aUkXUPuk6IVpRxk/3Q2sHOzGlS36g=="),
     ("base64-js", "1.5.1",  # js-tiktoken's one dependency
      "sha512-AKpaYlHn8t4SVbOHCy+b5+KKgvR4vrsD8vbvrbiQJps7fKDTkjkDry6ji0rUJjC0kzbNePLwzxq8iypo41qeWA=="),
+    # OpenAI's official client (no dependencies): the server's tests talk to it through it.
+    ("openai", "5.23.2",
+     "sha512-MQBzmTulj+MM5O8SKEk/gL8a7s5mktS9zUtAkU257WjvobGc9nKcBuVwjyEEcb9SI8a8Y2G/mzn3vm9n1Jlleg=="),
 ]
 
 

@@ -18,6 +18,8 @@ packages=(
   python3-torch                             # PyTorch reference for tests and benchmarks
   clang-14 libclang-rt-14-dev libomp-14-dev # fuzzing: libFuzzer (clang's), its OpenMP
   openmpi-bin libopenmpi-dev                # training on several processes / machines
+  libcpp-httplib-dev                        # logattn serve (HTTP)
+  curl                                      # a client of the server's tests
   fortunes                                  # the embedded default corpus
   nodejs ca-certificates                    # js-tiktoken (reference ids, baseline); https
 )

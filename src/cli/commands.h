@@ -25,6 +25,7 @@ Runner add_demo_command(CLI::App& app);
 Runner add_generate_command(CLI::App& app);
 Runner add_tokenize_command(CLI::App& app);
 Runner add_quantize_command(CLI::App& app);
+Runner add_serve_command(CLI::App& app);
 Runner add_bench_attention_command(CLI::App& bench);
 Runner add_bench_sgemm_command(CLI::App& bench);
 Runner add_bench_train_command(CLI::App& bench);

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   runners.push_back(add_generate_command(app));
   runners.push_back(add_tokenize_command(app));
   runners.push_back(add_quantize_command(app));
+  runners.push_back(add_serve_command(app));
   runners.push_back(add_stream_command(app));
   auto* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);

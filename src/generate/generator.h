@@ -34,6 +34,16 @@ class Generator {
   void save(const std::string& path) const;  // through a temporary name and a rename
   void load(const std::string& path);        // checks format, version, model and sizes
 
+  // Several generators (of one model) each take one token in one batched step: gens[i] reads
+  // tokens[i]. Their states and logits go into batch-sized buffers (kept by the caller from
+  // step to step) and back. One generator: its own step, as next() takes.
+  struct Batch {
+    model::ModelState state;
+    std::vector<float> logits;
+  };
+  static void step_together(const std::vector<Generator*>& gens, const std::vector<int32_t>& tokens,
+                            Batch& batch);
+
  private:
   model::Model& model_;
   model::ModelState state_;

@@ -1,0 +1,86 @@
+// `logattn serve`: the model behind an HTTP server in OpenAI's completions format, its
+// conversations kept as constant-size states (serve/).
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "logattn/error.h"
+#include "model/checkpoint.h"
+#include "serve/engine.h"
+#include "serve/server.h"
+#include "tokenizer/tokenizer.h"
+
+namespace logattn::cli {
+
+namespace {
+
+struct ServeConfig {
+  std::string model;
+  std::string config;
+  std::string gpt2_dir;
+  std::string host = "127.0.0.1";
+  int64_t port = 8080;
+  std::string conversations;
+  int64_t conversations_memory_mb = 256;
+  int64_t max_batch = 16;
+  int64_t max_queue = 64;
+  int64_t max_tokens = 4096;
+  int64_t max_prompt_tokens = 65536;
+  int64_t max_body_kb = 1024;
+};
+
+int run_serve(const ServeConfig& c) {
+  if (c.model.empty()) throw Error("serve: --model is required");
+  if (c.port < 0 || c.port > 65535) throw Error("serve: --port must be in [0, 65535]");
+  if (c.max_tokens < 1 || c.max_tokens > (int64_t{1} << 24))
+    throw Error("serve: --max-tokens must be in [1, 2^24]");
+  if (c.max_prompt_tokens < 1 || c.max_prompt_tokens > (int64_t{1} << 26))
+    throw Error("serve: --max-prompt-tokens must be in [1, 2^26]");
+  if (c.max_body_kb < 1 || c.max_body_kb > (int64_t{1} << 20))
+    throw Error("serve: --max-body-kb must be in [1, 2^20]");
+  serve::block_stop_signals();  // before any thread starts
+  model::Checkpoint info;
+  model::Model m = model::load_checkpoint(c.model, &info, c.config);
+  auto tok = tokenizer::load_tokenizer(info.tokenizer, c.gpt2_dir);
+  if (tok->vocab_size() > m.config().vocab)
+    throw Error("serve: " + c.model + ": the " + info.tokenizer +
+                " tokenizer does not fit the "
+                "model's vocabulary");
+  serve::EngineConfig ec;
+  ec.max_batch = c.max_batch, ec.max_queue = c.max_queue;
+  ec.memory_mb = c.conversations_memory_mb, ec.conversations_dir = c.conversations;
+  serve::Engine engine(m, *tok, ec);
+  serve::ServerConfig sc;
+  sc.host = c.host, sc.port = static_cast<int>(c.port);
+  sc.model_name = std::filesystem::path(c.model).stem().string();
+  sc.max_tokens = c.max_tokens, sc.max_prompt_tokens = c.max_prompt_tokens;
+  sc.max_body_bytes = c.max_body_kb * 1024;
+  return serve::serve(engine, *tok, sc);
+}
+
+}  // namespace
+
+Runner add_serve_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "serve", "An HTTP server in OpenAI's completions format, with conversations kept as states");
+  auto cfg = std::make_shared<ServeConfig>();
+  auto table = std::make_shared<OptionTable>();
+  table->add("--model", &cfg->model, "checkpoint (.safetensors; float32, bf16 or q8_0)")
+      .add("--config", &cfg->config, "JSON model configuration, for checkpoints without one")
+      .add("--gpt2-dir", &cfg->gpt2_dir, "folder of GPT-2's encoder.json and vocab.bpe")
+      .add("--host", &cfg->host, "address to listen on (loopback by default)")
+      .add("--port", &cfg->port, "port to listen on (0: a free one, printed)")
+      .add("--conversations", &cfg->conversations,
+           "folder of the conversations' states (none: no conversations)")
+      .add("--conversations-memory-mb", &cfg->conversations_memory_mb,
+           "conversations' states kept in memory (the least recently used leave it)")
+      .add("--max-batch", &cfg->max_batch, "sequences advanced together, one step per token")
+      .add("--max-queue", &cfg->max_queue, "requests waiting for the batch; more get 429")
+      .add("--max-tokens", &cfg->max_tokens, "the largest max_tokens a request may ask for")
+      .add("--max-prompt-tokens", &cfg->max_prompt_tokens, "longer prompts get 400")
+      .add("--max-body-kb", &cfg->max_body_kb, "larger request bodies get 413");
+  table->attach(cmd);
+  return [cfg, cmd] { return cmd->parsed() ? run_serve(*cfg) : -1; };
+}
+
+}  // namespace logattn::cli

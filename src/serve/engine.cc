@@ -1,0 +1,414 @@
+#include "serve/engine.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+
+#include "io/files.h"
+#include "io/safetensors.h"
+#include "logattn/error.h"
+#include "util/checked.h"
+
+namespace logattn::serve {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+void Stream::push(Event e) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(e));
+  }
+  cv_.notify_all();
+}
+
+bool Stream::pop(Event& e, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return false;
+  e = std::move(events_.front());
+  events_.pop_front();
+  return true;
+}
+
+void Stream::cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+}
+
+bool Stream::cancelled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelled_;
+}
+
+namespace {
+
+// The length of s's longest prefix of whole UTF-8 characters (a token may end inside one).
+size_t whole_utf8(const std::string& s, size_t from) {
+  size_t end = s.size();
+  // Back up over at most 3 continuation bytes to the lead byte of the last character.
+  size_t i = end;
+  for (int k = 0; k < 4 && i > from; ++k) {
+    --i;
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c & 0xc0) == 0x80) continue;  // continuation
+    const size_t need = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : 4;
+    return i + need <= end ? end : i;
+  }
+  return end;
+}
+
+// How much of text's end may begin one of the stop strings (held back until it is known).
+size_t stop_holdback(const std::string& text, const std::vector<std::string>& stop) {
+  size_t hold = 0;
+  for (const auto& s : stop)
+    for (size_t k = std::min(s.size() - 1, text.size()); k > hold; --k)
+      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+        hold = k;
+        break;
+      }
+  return hold;
+}
+
+}  // namespace
+
+struct Engine::Active {
+  Request req;
+  std::shared_ptr<Stream> stream;
+  std::unique_ptr<generate::Generator> own;  // without a conversation
+  generate::Generator* gen = nullptr;
+  Conversation* conv = nullptr;
+  uint64_t rng = 0;
+  std::string text;
+  size_t emitted = 0;
+  int64_t produced = 0;
+  int32_t token = 0;
+  bool finishing = false;
+  std::string finish_reason;
+};
+
+bool Engine::valid_id(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+}
+
+Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfig config)
+    : model_(model), tok_(tok), config_(std::move(config)) {
+  if (config_.max_batch < 1 || config_.max_batch > 1024)
+    throw Error("serve: --max-batch must be in [1, 1024]");
+  if (config_.max_queue < 0 || config_.max_queue > 100000)
+    throw Error("serve: --max-queue must be in [0, 100000]");
+  if (config_.memory_mb < 1 || config_.memory_mb > (int64_t{1} << 20))
+    throw Error("serve: --conversations-memory-mb must be in [1, 2^20]");
+  if (model.config().attention != model::AttentionKind::kLog)
+    throw Error(
+        "serve: the server runs log-attention models (constant-size states); this one "
+        "is the softmax twin");
+  const auto st = model.new_state(1);
+  for (const auto& a : st.layers) state_bytes_ += static_cast<int64_t>(a.data().size()) * 4;
+  state_bytes_ += static_cast<int64_t>(st.h.size() + model.config().vocab) * 4;
+  if (conversations_enabled()) {
+    const fs::path dir(config_.conversations_dir);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (!fs::is_directory(dir))
+      throw Error("serve: --conversations " + dir.string() + " is not a folder we can create");
+    io::remove_stale_temporaries(dir.string());
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string name = e.path().filename().string();
+      for (const char* ext : {".safetensors", ".empty"}) {
+        const std::string x = ext;
+        if (name.size() > x.size() && name.compare(name.size() - x.size(), x.size(), x) == 0 &&
+            valid_id(name.substr(0, name.size() - x.size()))) {
+          Conversation& c = conversations_[name.substr(0, name.size() - x.size())];
+          c.tokens = x == ".empty" ? 0 : -1;  // -1: read from the file when asked
+        }
+      }
+    }
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+std::string Engine::state_path(const std::string& id) const {
+  return (fs::path(config_.conversations_dir) / (id + ".safetensors")).string();
+}
+
+std::string Engine::empty_path(const std::string& id) const {
+  return (fs::path(config_.conversations_dir) / (id + ".empty")).string();
+}
+
+std::shared_ptr<Stream> Engine::submit(Request r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!r.conversation.empty()) {
+    if (!conversations_enabled())
+      throw Error("conversations need a folder: start the server with --conversations DIR");
+    const auto it = conversations_.find(r.conversation);
+    if (it == conversations_.end())
+      throw Error("unknown conversation '" + r.conversation +
+                  "' (create one with POST /v1/conversations)");
+    if (r.prompt.empty() && it->second.tokens == 0)
+      throw Error("the conversation '" + r.conversation + "' holds no text yet: give a prompt");
+  } else if (r.prompt.empty()) {
+    throw Error("the prompt is empty");
+  }
+  // Places: the batch's, then the queue's.
+  if (metrics_.active + static_cast<int64_t>(pending_.size()) >=
+      config_.max_batch + config_.max_queue) {
+    ++metrics_.refused;
+    return nullptr;
+  }
+  auto s = std::make_shared<Stream>();
+  pending_.emplace_back(std::move(r), s);
+  ++metrics_.requests;
+  cv_.notify_all();
+  return s;
+}
+
+std::string Engine::create_conversation() {
+  if (!conversations_enabled())
+    throw Error("conversations need a folder: start the server with --conversations DIR");
+  std::random_device rd;
+  std::string id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    do {
+      id = "conv-";
+      for (int i = 0; i < 4; ++i) {
+        char b[9];
+        std::snprintf(b, sizeof b, "%08x", rd());
+        id += b;
+      }
+    } while (conversations_.count(id));
+    conversations_[id].tokens = 0;
+  }
+  io::write_file_atomic(empty_path(id), "");
+  return id;
+}
+
+std::optional<ConversationInfo> Engine::conversation(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = conversations_.find(id);
+  if (it == conversations_.end()) return std::nullopt;
+  Conversation& c = it->second;
+  if (c.tokens < 0) {  // on disk since a restart: its metadata says
+    const auto st = io::SafeTensors::read(state_path(id));
+    c.tokens = util::parse_integer(st.required_metadata("tokens", "state file"), 1, util::kMaxCount,
+                                   "state file " + state_path(id));
+  }
+  return ConversationInfo{id, c.tokens, c.gen != nullptr};
+}
+
+bool Engine::delete_conversation(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = conversations_.find(id);
+  if (it == conversations_.end() || it->second.busy) return false;
+  if (it->second.in_lru) lru_.erase(it->second.lru);
+  conversations_.erase(it);
+  std::error_code ec;
+  fs::remove(state_path(id), ec);
+  fs::remove(empty_path(id), ec);
+  return true;
+}
+
+Metrics Engine::metrics() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Metrics m = metrics_;
+  m.queued = static_cast<int64_t>(pending_.size());
+  m.conversations_in_memory = static_cast<int64_t>(lru_.size());
+  m.conversations_on_disk = static_cast<int64_t>(conversations_.size());
+  m.state_bytes_in_memory = m.conversations_in_memory * state_bytes_;
+  return m;
+}
+
+void Engine::touch(const std::string& id, Conversation& c) {
+  if (c.in_lru) lru_.erase(c.lru);
+  lru_.push_front(id);
+  c.lru = lru_.begin(), c.in_lru = true;
+  // Past the bound, the least recently used leave memory (their files stay).
+  const int64_t keep = std::max<int64_t>(1, config_.memory_mb * 1048576 / state_bytes_);
+  for (auto it = lru_.end(); static_cast<int64_t>(lru_.size()) > keep && it != lru_.begin();) {
+    --it;
+    Conversation& old = conversations_.at(*it);
+    if (old.busy) continue;
+    old.gen.reset();
+    old.in_lru = false;
+    it = lru_.erase(it);
+  }
+}
+
+generate::Generator& Engine::conversation_generator(const std::string& id, Conversation& c) {
+  if (!c.gen) {
+    auto g = std::make_unique<generate::Generator>(model_);
+    if (fs::exists(state_path(id))) g->load(state_path(id));
+    c.gen = std::move(g);
+  }
+  return *c.gen;
+}
+
+void Engine::start(Active& a) {
+  a.rng = a.req.seed;
+  if (!a.req.conversation.empty()) {
+    a.gen = &conversation_generator(a.req.conversation, *a.conv);
+  } else {
+    a.own = std::make_unique<generate::Generator>(model_);
+    a.gen = a.own.get();
+  }
+  if (!a.req.prompt.empty()) a.gen->feed(a.req.prompt);
+  if (a.gen->empty()) throw Error("the prompt is empty");
+}
+
+void Engine::sample(Active& a) {
+  const int64_t V = model_.config().vocab;
+  a.token = generate::pick_token(a.gen->last_logits().data(), V, a.req.sample, a.rng);
+  ++a.produced;
+  if (a.token < tok_.vocab_size()) a.text += tok_.token_bytes(a.token);
+  size_t upto = a.text.size();
+  size_t found = std::string::npos;
+  for (const auto& s : a.req.stop) {
+    const size_t from = a.emitted > s.size() ? a.emitted - s.size() : 0;
+    const size_t p = a.text.find(s, from);
+    if (p != std::string::npos && p < found) found = p;
+  }
+  if (found != std::string::npos) {
+    upto = found;
+    a.text.resize(found);
+    a.finishing = true, a.finish_reason = "stop";
+  } else if (a.produced >= a.req.max_tokens || a.stream->cancelled()) {
+    a.finishing = true, a.finish_reason = "length";
+  } else {
+    upto = whole_utf8(a.text, a.emitted);
+    upto = std::min(upto, a.text.size() - stop_holdback(a.text, a.req.stop));
+  }
+  if (upto > a.emitted) {
+    Event e;
+    e.text = a.text.substr(a.emitted, upto - a.emitted);
+    a.emitted = upto;
+    a.stream->push(std::move(e));
+  }
+}
+
+void Engine::finish(Active& a) {
+  Event e;
+  e.done = true;
+  e.finish_reason = a.finish_reason;
+  e.prompt_tokens = static_cast<int64_t>(a.req.prompt.size());
+  e.completion_tokens = a.produced;
+  if (a.conv) {
+    // Written through: a restart (or a kill) loses no answered turn.
+    a.gen->save(state_path(a.req.conversation));
+    std::error_code ec;
+    fs::remove(empty_path(a.req.conversation), ec);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  metrics_.prompt_tokens += e.prompt_tokens;
+  metrics_.completion_tokens += e.completion_tokens;
+  if (a.conv) {
+    a.conv->tokens = a.gen->tokens();
+    a.conv->busy = false;
+    touch(a.req.conversation, *a.conv);
+  }
+  a.stream->push(std::move(e));
+}
+
+void Engine::fail(Active& a, const std::string& why) {
+  Event e;
+  e.done = true, e.error = why;
+  std::lock_guard<std::mutex> lock(mu_);
+  ++metrics_.failed;
+  if (a.conv) a.conv->busy = false;
+  a.stream->push(std::move(e));
+}
+
+void Engine::run() {
+  std::vector<std::unique_ptr<Active>> active;
+  generate::Generator::Batch batch;
+  for (;;) {
+    std::vector<std::unique_ptr<Active>> joining;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !pending_.empty() || !active.empty(); });
+      if (stop_) return;
+      // Requests join in order, but for one whose conversation is answering another.
+      for (auto it = pending_.begin();
+           it != pending_.end() &&
+           static_cast<int64_t>(active.size() + joining.size()) < config_.max_batch;) {
+        Conversation* conv = nullptr;
+        if (!it->first.conversation.empty()) {
+          const auto c = conversations_.find(it->first.conversation);
+          if (c == conversations_.end()) {  // deleted while it waited
+            Event e;
+            e.done = true, e.error = "the conversation was deleted";
+            it->second->push(std::move(e));
+            it = pending_.erase(it);
+            continue;
+          }
+          if (c->second.busy) {
+            ++it;
+            continue;
+          }
+          conv = &c->second;
+          conv->busy = true;
+        }
+        auto a = std::make_unique<Active>();
+        a->req = std::move(it->first);
+        a->stream = std::move(it->second);
+        a->conv = conv;
+        joining.push_back(std::move(a));
+        it = pending_.erase(it);
+      }
+      metrics_.active = static_cast<int64_t>(active.size() + joining.size());
+    }
+    const auto t0 = Clock::now();
+    for (auto& a : joining) {
+      try {
+        start(*a);
+        active.push_back(std::move(a));
+      } catch (const std::exception& ex) {
+        fail(*a, ex.what());
+      }
+    }
+    if (active.empty()) continue;
+    std::vector<generate::Generator*> gens;
+    std::vector<int32_t> tokens;
+    for (auto& a : active) {
+      sample(*a);
+      gens.push_back(a->gen);
+      tokens.push_back(a->token);
+    }
+    // Every sequence reads its token, the finishing ones too: a conversation's state then
+    // ends after its last token, as `generate` leaves it.
+    try {
+      generate::Generator::step_together(gens, tokens, batch);
+    } catch (const std::exception& ex) {
+      for (auto& a : active) fail(*a, ex.what());
+      active.clear();
+      continue;
+    }
+    for (auto& a : active)
+      if (a->finishing) {
+        try {
+          finish(*a);
+        } catch (const std::exception& ex) {
+          fail(*a, ex.what());
+        }
+      }
+    std::erase_if(active, [](const auto& a) { return a->finishing; });
+    std::lock_guard<std::mutex> lock(mu_);
+    ++metrics_.steps;
+    metrics_.step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    metrics_.active = static_cast<int64_t>(active.size());
+  }
+}
+
+}  // namespace logattn::serve

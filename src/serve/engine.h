@@ -1,0 +1,142 @@
+// The serving engine: completion requests advance together, one batched step per token
+// (continuous batching: a request joins or leaves between steps), on one thread that owns
+// the model; conversations keep their constant-size state between requests, in memory
+// (least recently used dropped past a bound) and in a folder, written through after every
+// answer, so that a restarted server resumes each exactly.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "generate/generator.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace logattn::serve {
+
+struct EngineConfig {
+  int64_t max_batch = 16;         // sequences advanced together
+  int64_t max_queue = 64;         // requests waiting for a place in the batch; more are refused
+  int64_t memory_mb = 256;        // conversations' states kept in memory
+  std::string conversations_dir;  // empty: no conversations
+};
+
+struct Request {
+  std::vector<int32_t> prompt;  // may be empty when continuing a conversation
+  int64_t max_tokens = 16;
+  generate::SampleOptions sample;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;  // the completion ends before the first of these
+  std::string conversation;       // empty: none
+};
+
+// What a request's client receives, in order: text as it is produced (whole UTF-8
+// characters; text that may begin a stop string is held back), then one event with done.
+struct Event {
+  std::string text;
+  bool done = false;
+  std::string finish_reason;  // "length" or "stop"
+  std::string error;          // the request failed (done is set too)
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+};
+
+// One request's events, from the engine's thread to the client's.
+class Stream {
+ public:
+  void push(Event e);
+  // The next event, waiting at most `timeout`; false if none came.
+  bool pop(Event& e, std::chrono::milliseconds timeout);
+  // The client has gone: the engine ends the request at its next step.
+  void cancel();
+  bool cancelled() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Event> events_;
+  bool cancelled_ = false;
+};
+
+struct Metrics {
+  int64_t requests = 0, refused = 0, failed = 0;
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  int64_t steps = 0;
+  double step_seconds = 0;  // time in batched steps and prompts
+  int64_t queued = 0, active = 0;
+  int64_t conversations_in_memory = 0, conversations_on_disk = 0;
+  int64_t state_bytes_in_memory = 0;
+};
+
+struct ConversationInfo {
+  std::string id;
+  int64_t tokens = 0;
+  bool in_memory = false;
+};
+
+class Engine {
+ public:
+  Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfig config);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request; nullptr when the queue is full. Throws logattn::Error for a request
+  // that cannot run (an unknown conversation, no prompt to start from).
+  std::shared_ptr<Stream> submit(Request r);
+
+  bool conversations_enabled() const { return !config_.conversations_dir.empty(); }
+  std::string create_conversation();
+  std::optional<ConversationInfo> conversation(const std::string& id);
+  bool delete_conversation(const std::string& id);  // false if unknown or answering now
+  // Bytes of one sequence's state (the same for every conversation of this model).
+  int64_t state_bytes() const { return state_bytes_; }
+  Metrics metrics() const;
+
+  // Conversation ids: 1 to 64 of [A-Za-z0-9_-].
+  static bool valid_id(const std::string& id);
+
+ private:
+  struct Conversation {
+    std::unique_ptr<generate::Generator> gen;  // null: on disk only, or no text yet
+    int64_t tokens = 0;
+    bool busy = false;  // a request is answering in it
+    std::list<std::string>::iterator lru;
+    bool in_lru = false;
+  };
+  struct Active;
+  void run();
+  void start(Active& a);
+  void sample(Active& a);
+  void finish(Active& a);
+  void fail(Active& a, const std::string& why);  // ends a with an error event
+  std::string state_path(const std::string& id) const;
+  std::string empty_path(const std::string& id) const;
+  void touch(const std::string& id, Conversation& c);  // most recently used; evicts past the bound
+  generate::Generator& conversation_generator(const std::string& id, Conversation& c);
+
+  model::Model& model_;
+  const tokenizer::Tokenizer& tok_;
+  const EngineConfig config_;
+  int64_t state_bytes_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<Request, std::shared_ptr<Stream>>> pending_;
+  std::map<std::string, Conversation> conversations_;
+  std::list<std::string> lru_;  // in memory, most recent first
+  Metrics metrics_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace logattn::serve

@@ -1,0 +1,411 @@
+#include "serve/server.h"
+
+#include <httplib.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "logattn/error.h"
+
+namespace logattn::serve {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Invalid UTF-8 (a client's bytes, or a token cut inside a character) becomes U+FFFD.
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message,
+                const char* type = "invalid_request_error") {
+  res.status = status;
+  res.set_content(dump({{"error", {{"message", message}, {"type", type}, {"code", nullptr}}}}),
+                  "application/json");
+}
+
+// A request's fields, checked: what the server does not know is ignored, what it knows must
+// have the right type and range; what it knows but does not do is refused.
+struct Completion {
+  std::string prompt;
+  int64_t n = 1;
+  bool stream = false;
+  Request req;
+};
+
+int64_t integer(const json& j, const char* name, int64_t lo, int64_t hi) {
+  if (!j.is_number_integer() &&
+      !(j.is_number_float() && j.get<double>() == std::floor(j.get<double>())))
+    throw Error(std::string("'") + name + "' must be an integer");
+  const double v = j.get<double>();
+  if (v < static_cast<double>(lo) || v > static_cast<double>(hi))
+    throw Error(std::string("'") + name + "' must be in [" + std::to_string(lo) + ", " +
+                std::to_string(hi) + "], got " + j.dump());
+  return static_cast<int64_t>(v);
+}
+
+double number(const json& j, const char* name, double lo, double hi) {
+  if (!j.is_number()) throw Error(std::string("'") + name + "' must be a number");
+  const double v = j.get<double>();
+  if (!(v >= lo && v <= hi))
+    throw Error(std::string("'") + name + "' must be in [" + json(lo).dump() + ", " +
+                json(hi).dump() + "], got " + j.dump());
+  return v;
+}
+
+Completion parse_completion(const std::string& body, const tokenizer::Tokenizer& tok,
+                            const ServerConfig& cfg) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    throw Error(std::string("the body is not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw Error("the body must be a JSON object");
+  Completion c;
+  c.req.max_tokens = 16;
+  c.req.sample.temperature = 1.0;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    if (k == "prompt") {
+      if (v.is_string()) {
+        c.prompt = v.get<std::string>();
+      } else if (v.is_array() && v.size() == 1 && v[0].is_string()) {
+        c.prompt = v[0].get<std::string>();
+      } else {
+        throw Error("'prompt' must be a string (or an array of one string)");
+      }
+    } else if (k == "model") {
+      if (!v.is_string()) throw Error("'model' must be a string");
+    } else if (k == "max_tokens") {
+      if (!v.is_null()) c.req.max_tokens = integer(v, "max_tokens", 1, cfg.max_tokens);
+    } else if (k == "temperature") {
+      if (!v.is_null()) c.req.sample.temperature = number(v, "temperature", 0, 100);
+    } else if (k == "top_p") {
+      if (!v.is_null()) c.req.sample.top_p = number(v, "top_p", 1e-9, 1);
+    } else if (k == "top_k") {
+      if (!v.is_null()) c.req.sample.top_k = integer(v, "top_k", 0, 1 << 30);
+    } else if (k == "seed") {
+      if (!v.is_null()) c.req.seed = static_cast<uint64_t>(integer(v, "seed", 0, int64_t{1} << 53));
+    } else if (k == "n") {
+      if (!v.is_null()) c.n = integer(v, "n", 1, 16);
+    } else if (k == "stream") {
+      if (!v.is_boolean() && !v.is_null()) throw Error("'stream' must be true or false");
+      c.stream = v.is_boolean() && v.get<bool>();
+    } else if (k == "stop") {
+      if (v.is_string()) {
+        c.req.stop = {v.get<std::string>()};
+      } else if (v.is_array() && v.size() <= 4) {
+        for (const auto& s : v) {
+          if (!s.is_string()) throw Error("'stop' must be a string or up to 4 strings");
+          c.req.stop.push_back(s.get<std::string>());
+        }
+      } else if (!v.is_null()) {
+        throw Error("'stop' must be a string or up to 4 strings");
+      }
+      for (const auto& s : c.req.stop)
+        if (s.empty()) throw Error("'stop' strings must not be empty");
+    } else if (k == "conversation") {
+      if (!v.is_string() || !Engine::valid_id(v.get<std::string>()))
+        throw Error("'conversation' must be an id of 1 to 64 letters, digits, '-' or '_'");
+      c.req.conversation = v.get<std::string>();
+    } else if (k == "echo" || k == "logprobs" || k == "best_of" || k == "suffix") {
+      const bool off = v.is_null() || (v.is_boolean() && !v.get<bool>()) ||
+                       (k == "best_of" && v.is_number_integer() && v.get<int64_t>() == 1);
+      if (!off) throw Error("'" + k + "' is not supported by this server");
+    }
+  }
+  if (!j.contains("prompt") && c.req.conversation.empty()) throw Error("'prompt' is required");
+  if (c.n > 1 && !c.req.conversation.empty())
+    throw Error("'n' must be 1 in a conversation (one state continues)");
+  c.req.prompt = tok.encode(c.prompt);
+  if (static_cast<int64_t>(c.req.prompt.size()) > cfg.max_prompt_tokens)
+    throw Error("the prompt has " + std::to_string(c.req.prompt.size()) +
+                " tokens, over this server's limit of " + std::to_string(cfg.max_prompt_tokens));
+  return c;
+}
+
+std::string completion_id() {
+  static std::atomic<uint64_t> next{0};
+  return "cmpl-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) +
+         "-" + std::to_string(next++);
+}
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Waits for a stream's next event; a request always ends (its max_tokens bound it).
+Event next_event(Stream& s) {
+  Event e;
+  while (!s.pop(e, std::chrono::milliseconds(1000))) {
+  }
+  return e;
+}
+
+void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& cfg,
+                       const httplib::Request& http, httplib::Response& res) {
+  Completion c;
+  try {
+    c = parse_completion(http.body, tok, cfg);
+  } catch (const Error& e) {
+    return send_error(res, 400, e.what());
+  }
+  std::vector<std::shared_ptr<Stream>> streams;
+  try {
+    for (int64_t i = 0; i < c.n; ++i) {
+      Request r = c.req;
+      r.seed = c.req.seed + static_cast<uint64_t>(i);
+      auto s = engine.submit(std::move(r));
+      if (!s) {
+        for (auto& other : streams) other->cancel();
+        return send_error(res, 429, "the server is busy: the request queue is full; retry later",
+                          "rate_limit_exceeded");
+      }
+      streams.push_back(std::move(s));
+    }
+  } catch (const Error& e) {
+    for (auto& other : streams) other->cancel();
+    return send_error(res, 400, e.what());
+  }
+  const std::string id = completion_id();
+  const int64_t created = now_seconds();
+  json base = {
+      {"id", id}, {"object", "text_completion"}, {"created", created}, {"model", cfg.model_name}};
+  if (!c.req.conversation.empty()) base["conversation"] = c.req.conversation;
+  if (!c.stream) {
+    json choices = json::array();
+    int64_t prompt_tokens = 0, completion_tokens = 0;
+    for (size_t i = 0; i < streams.size(); ++i) {
+      std::string text;
+      for (;;) {
+        Event e = next_event(*streams[i]);
+        text += e.text;
+        if (!e.done) continue;
+        if (!e.error.empty()) return send_error(res, 500, e.error, "server_error");
+        prompt_tokens = e.prompt_tokens;
+        completion_tokens += e.completion_tokens;
+        choices.push_back({{"index", i},
+                           {"text", text},
+                           {"logprobs", nullptr},
+                           {"finish_reason", e.finish_reason}});
+        break;
+      }
+    }
+    json out = base;
+    out["choices"] = choices;
+    out["usage"] = {{"prompt_tokens", prompt_tokens},
+                    {"completion_tokens", completion_tokens},
+                    {"total_tokens", prompt_tokens + completion_tokens}};
+    res.set_content(dump(out), "application/json");
+    return;
+  }
+  // Server-sent events: one per piece of text, in choice order as they come; then [DONE].
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [streams, base](size_t, httplib::DataSink& sink) {
+        int64_t prompt_tokens = 0, completion_tokens = 0;
+        std::vector<bool> done(streams.size(), false);
+        size_t left = streams.size();
+        auto send = [&](const json& j) {
+          const std::string line = "data: " + dump(j) + "\n\n";
+          return sink.write(line.data(), line.size());
+        };
+        while (left > 0) {
+          for (size_t i = 0; i < streams.size(); ++i) {
+            if (done[i]) continue;
+            Event e;
+            if (!streams[i]->pop(e, std::chrono::milliseconds(20))) continue;
+            json chunk = base;
+            json choice = {
+                {"index", i}, {"text", e.text}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+            if (e.done) {
+              done[i] = true, --left;
+              if (!e.error.empty()) {
+                send({{"error", {{"message", e.error}, {"type", "server_error"}}}});
+                continue;
+              }
+              choice["finish_reason"] = e.finish_reason;
+              prompt_tokens = e.prompt_tokens;
+              completion_tokens += e.completion_tokens;
+            }
+            chunk["choices"] = json::array({choice});
+            if (!send(chunk)) {  // the client has gone: its requests end at the next step
+              for (auto& s : streams) s->cancel();
+              return false;
+            }
+          }
+        }
+        json last = base;
+        last["choices"] = json::array();
+        last["usage"] = {{"prompt_tokens", prompt_tokens},
+                         {"completion_tokens", completion_tokens},
+                         {"total_tokens", prompt_tokens + completion_tokens}};
+        send(last);
+        const std::string end = "data: [DONE]\n\n";
+        sink.write(end.data(), end.size());
+        sink.done();
+        return true;
+      },
+      [streams](bool success) {
+        if (!success)
+          for (auto& s : streams) s->cancel();
+      });
+}
+
+std::string prometheus(const Metrics& m, int64_t state_bytes) {
+  std::string s;
+  auto metric = [&](const char* name, const char* type, const char* help, double v) {
+    s += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+         name + " " + json(v).dump() + "\n";
+  };
+  metric("logattn_requests_total", "counter", "Completion requests accepted.", m.requests);
+  metric("logattn_requests_refused_total", "counter", "Requests refused: queue full (429).",
+         m.refused);
+  metric("logattn_requests_failed_total", "counter", "Requests that ended in an error.", m.failed);
+  metric("logattn_prompt_tokens_total", "counter", "Prompt tokens read.", m.prompt_tokens);
+  metric("logattn_completion_tokens_total", "counter", "Tokens generated.", m.completion_tokens);
+  metric("logattn_steps_total", "counter", "Batched steps taken.", m.steps);
+  metric("logattn_busy_seconds_total", "counter", "Seconds spent in prompts and steps.",
+         m.step_seconds);
+  metric("logattn_completion_tokens_per_second", "gauge",
+         "Tokens generated per busy second, since the start.",
+         m.step_seconds > 0 ? m.completion_tokens / m.step_seconds : 0.0);
+  metric("logattn_queue_length", "gauge", "Requests waiting for a place in the batch.", m.queued);
+  metric("logattn_active_sequences", "gauge", "Sequences in the batch.", m.active);
+  metric("logattn_conversations_in_memory", "gauge", "Conversations whose state is in memory.",
+         m.conversations_in_memory);
+  metric("logattn_conversations_on_disk", "gauge", "Conversations in the folder.",
+         m.conversations_on_disk);
+  metric("logattn_conversation_state_bytes", "gauge", "Bytes of one conversation's state.",
+         state_bytes);
+  return s;
+}
+
+sigset_t stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  return signals;
+}
+
+}  // namespace
+
+void block_stop_signals() {
+  const sigset_t signals = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& cfg) {
+  httplib::Server svr;
+  // Enough threads that every queued request has one to wait in; the engine never waits for
+  // a client (events queue up), so a slow or vanished client holds only its own thread.
+  svr.new_task_queue = [] { return new httplib::ThreadPool(256); };
+  svr.set_payload_max_length(static_cast<size_t>(cfg.max_body_bytes));
+  svr.set_read_timeout(10, 0);
+  svr.set_write_timeout(10, 0);
+  svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
+    handle_completion(engine, tok, cfg, req, res);
+  });
+  svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"ok"})", "application/json");
+  });
+  svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(dump({{"object", "list"},
+                          {"data", json::array({{{"id", cfg.model_name},
+                                                 {"object", "model"},
+                                                 {"created", 0},
+                                                 {"owned_by", "logattn"}}})}}),
+                    "application/json");
+  });
+  svr.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(prometheus(engine.metrics(), engine.state_bytes()),
+                    "text/plain; version=0.0.4");
+  });
+  svr.Post("/v1/conversations", [&](const httplib::Request&, httplib::Response& res) {
+    try {
+      const std::string id = engine.create_conversation();
+      res.set_content(dump({{"id", id}, {"object", "conversation"}, {"tokens", 0}}),
+                      "application/json");
+    } catch (const Error& e) {
+      send_error(res, 400, e.what());
+    }
+  });
+  svr.Get(R"(/v1/conversations/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    try {
+      const auto info = Engine::valid_id(id) ? engine.conversation(id) : std::nullopt;
+      if (!info) return send_error(res, 404, "unknown conversation '" + id + "'");
+      res.set_content(dump({{"id", id},
+                            {"object", "conversation"},
+                            {"tokens", info->tokens},
+                            {"in_memory", info->in_memory},
+                            {"state_bytes", engine.state_bytes()}}),
+                      "application/json");
+    } catch (const Error& e) {
+      send_error(res, 500, e.what(), "server_error");
+    }
+  });
+  svr.Delete(
+      R"(/v1/conversations/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+        const std::string id = req.matches[1];
+        if (!Engine::valid_id(id) || !engine.conversation(id))
+          return send_error(res, 404, "unknown conversation '" + id + "'");
+        if (!engine.delete_conversation(id))
+          return send_error(res, 409, "the conversation '" + id + "' is answering a request now");
+        res.set_content(dump({{"id", id}, {"object", "conversation.deleted"}, {"deleted", true}}),
+                        "application/json");
+      });
+  // httplib's own refusals (no route, a body too large or without a length) get a message in
+  // the same format; the handlers' errors keep theirs.
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 413)
+      send_error(res, 413, "the request body is larger than this server accepts");
+    else if (res.status == 404)
+      send_error(res, 404, "no such endpoint");
+    else
+      send_error(res, res.status,
+                 "the request was refused (HTTP " + std::to_string(res.status) +
+                     "): a POST needs a body with its Content-Length");
+  });
+
+  // SIGINT / SIGTERM (blocked in every thread: block_stop_signals) are taken by this one.
+  sigset_t signals = stop_signals();
+  std::thread stopper([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    svr.stop();
+  });
+  int port = cfg.port;
+  if (port == 0) {
+    port = svr.bind_to_any_port(cfg.host);
+  } else if (!svr.bind_to_port(cfg.host, port)) {
+    pthread_kill(stopper.native_handle(), SIGTERM);
+    stopper.join();
+    throw Error("serve: cannot listen on " + cfg.host + ":" + std::to_string(port) +
+                " (in use, or not an address of this machine)");
+  }
+  if (port < 0) throw Error("serve: cannot listen on " + cfg.host);
+  std::printf("logattn serve: listening on http://%s:%d (model %s)\n", cfg.host.c_str(), port,
+              cfg.model_name.c_str());
+  std::fflush(stdout);
+  svr.listen_after_bind();
+  if (stopper.joinable()) {
+    pthread_kill(stopper.native_handle(), SIGTERM);
+    stopper.join();
+  }
+  std::printf("logattn serve: stopped\n");
+  return 0;
+}
+
+}  // namespace logattn::serve

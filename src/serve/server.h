@@ -1,0 +1,31 @@
+// `logattn serve`: an HTTP server (cpp-httplib) in OpenAI's completions format over the
+// engine (serve/engine.h): POST /v1/completions (stream: server-sent events), conversations
+// (POST /v1/conversations, GET / DELETE /v1/conversations/{id}), GET /health,
+// GET /v1/models, GET /metrics (Prometheus text).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "serve/engine.h"
+
+namespace logattn::serve {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string model_name;             // what /v1/models lists and responses name
+  int64_t max_tokens = 4096;          // the largest max_tokens a request may ask for
+  int64_t max_prompt_tokens = 65536;  // longer prompts are refused
+  int64_t max_body_bytes = 1 << 20;   // larger bodies get 413
+};
+
+// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards;
+// call it first, so that serve() alone takes them.
+void block_stop_signals();
+
+// Serves until SIGINT or SIGTERM, then returns 0. Prints "listening on http://host:port"
+// once listening (port 0: a free port, the one printed).
+int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& config);
+
+}  // namespace logattn::serve

@@ -1,0 +1,254 @@
+"""`logattn serve` through clients nobody here wrote (curl, OpenAI's official npm client):
+greedy answers equal `logattn generate`'s; a conversation in three turns equals one
+generate over the whole text, also after the server is killed (SIGKILL) and restarted; a
+retried request is answered; bad requests get 400 / 413 / 429 with a message; concurrent
+requests are all answered."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+LOGATTN = os.environ.get("LOGATTN_BIN", "build/logattn")
+NODE_PATH = os.environ.get("NODE_PATH", "build/npm/node_modules")
+CURL = shutil.which("curl")
+
+OPENAI_CLIENT = r"""
+const OpenAI = require("openai").default || require("openai");
+(async () => {
+  const [baseURL, json] = process.argv.slice(-2);
+  const client = new OpenAI({ baseURL, apiKey: "unused" });
+  const body = JSON.parse(json);
+  const r = await client.completions.create(body);
+  let streamed = "";
+  for await (const c of await client.completions.create({ ...body, stream: true }))
+    for (const ch of c.choices) streamed += ch.text;
+  const models = await client.models.list();
+  console.log(JSON.stringify({ text: r.choices[0].text, finish: r.choices[0].finish_reason,
+                               usage: r.usage, streamed, models: models.data.map((m) => m.id) }));
+})().catch((e) => { console.error(String(e)); process.exit(1); });
+"""
+
+
+def run(*args, timeout=120):
+    return subprocess.run([LOGATTN, *args], capture_output=True, encoding="latin-1",
+                          timeout=timeout)
+
+
+def curl(url, body=None, method=None, data_file=None):
+    """(status, parsed JSON or text) of one request through curl."""
+    cmd = [CURL, "-s", "-w", "\n%{http_code}", url]
+    if body is not None:
+        cmd += ["-H", "Content-Type: application/json", "--data-binary",
+                body if isinstance(body, str) else json.dumps(body)]
+    if data_file:
+        cmd += ["--data-binary", "@" + data_file]
+    if method:
+        cmd += ["-X", method]
+    out = subprocess.run(cmd, capture_output=True, encoding="utf-8", timeout=120).stdout
+    text, status = out.rsplit("\n", 1)
+    try:
+        return int(status), json.loads(text)
+    except json.JSONDecodeError:
+        return int(status), text
+
+
+class Server:
+    def __init__(self, model, conversations, *extra):
+        self.p = subprocess.Popen([LOGATTN, "serve", "--model", model, "--port", "0",
+                                   "--conversations", conversations, *extra],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if not m:
+            self.p.kill()
+            raise AssertionError("the server did not start: " + line + self.p.stderr.read())
+        self.url = m.group(1)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.p.send_signal(sig)
+        return self.p.wait(timeout=30)
+
+
+@unittest.skipUnless(CURL, "curl is not installed")
+class Serve(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp()
+        text = os.path.join(cls.dir, "text.txt")
+        with open(text, "w") as f:
+            f.write("".join(f"All the world's a stage, and all the men and women merely players "
+                            f"{i}.\n" for i in range(300)))
+        r = run("train", "--preset", "tiny", "--data", text, "--out", os.path.join(cls.dir, "run"),
+                "--batch", "4", "--context", "32", "--steps", "60", "--eval-every", "60",
+                "--eval-batches", "1", "--lr", "3e-3")
+        assert r.returncode == 0, r.stderr
+        cls.model = os.path.join(cls.dir, "run", "model.safetensors")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir)
+
+    def setUp(self):
+        self.conv_dir = tempfile.mkdtemp(dir=self.dir)
+        self.server = Server(self.model, self.conv_dir)
+
+    def tearDown(self):
+        if self.server.p.poll() is None:
+            self.server.stop(signal.SIGKILL)
+
+    def generate(self, prompt, n):
+        r = run("generate", "--model", self.model, "--prompt", prompt, "-n", str(n),
+                "--temperature", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout[len(prompt):-1]
+
+    def complete(self, **body):
+        status, out = curl(self.server.url + "/v1/completions", body)
+        self.assertEqual(status, 200, out)
+        return out
+
+    def test_greedy_answers_equal_generate_through_curl_and_openai_client(self):
+        want = self.generate("All the", 40)
+        out = self.complete(prompt="All the", max_tokens=40, temperature=0)
+        self.assertEqual(out["choices"][0]["text"], want)
+        self.assertEqual(out["choices"][0]["finish_reason"], "length")
+        self.assertEqual(out["usage"], {"prompt_tokens": 7, "completion_tokens": 40,
+                                        "total_tokens": 47})
+        # Server-sent events through curl: the pieces make the same text, then [DONE].
+        events = subprocess.run([CURL, "-s", "-N", self.server.url + "/v1/completions", "-d",
+                                 json.dumps({"prompt": "All the", "max_tokens": 40,
+                                             "temperature": 0, "stream": True})],
+                                capture_output=True, encoding="utf-8", timeout=60).stdout
+        datas = [line[6:] for line in events.split("\n") if line.startswith("data: ")]
+        self.assertEqual(datas[-1], "[DONE]")
+        chunks = [json.loads(d) for d in datas[:-1]]
+        self.assertEqual("".join(c["choices"][0]["text"] for c in chunks if c["choices"]), want)
+        # OpenAI's official client, both ways.
+        r = subprocess.run(["node", "-e", OPENAI_CLIENT, self.server.url + "/v1",
+                            json.dumps({"model": "model", "prompt": "All the", "max_tokens": 40,
+                                        "temperature": 0})],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, NODE_PATH=NODE_PATH))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertEqual(got["text"], want)
+        self.assertEqual(got["streamed"], want)
+        self.assertEqual(got["finish"], "length")
+        self.assertEqual(got["models"], ["model"])
+        # A stop string ends the text before it.
+        stop = want[10:13]
+        out = self.complete(prompt="All the", max_tokens=40, temperature=0, stop=[stop])
+        self.assertEqual(out["choices"][0]["text"], want[:want.index(stop)])
+        self.assertEqual(out["choices"][0]["finish_reason"], "stop")
+
+    def test_a_conversation_equals_one_generate_and_survives_a_kill(self):
+        status, conv = curl(self.server.url + "/v1/conversations", "")
+        self.assertEqual(status, 200, conv)
+        cid = conv["id"]
+        text = ""
+        answers = []
+        for turn, prompt in enumerate(("All the", " world", " and")):
+            if turn == 2:  # killed outright between turns, then restarted on the same folder
+                self.server.stop(signal.SIGKILL)
+                self.server = Server(self.model, self.conv_dir)
+            out = self.complete(prompt=prompt, max_tokens=12, temperature=0, conversation=cid)
+            text += prompt
+            self.assertEqual(out["choices"][0]["text"], self.generate(text, 12), turn)
+            text += out["choices"][0]["text"]
+            answers.append(out)
+        status, info = curl(self.server.url + "/v1/conversations/" + cid)
+        self.assertEqual(status, 200)
+        self.assertEqual(info["tokens"], len(text))  # bytes: one token each
+        # A retry (the same request again) is answered: it continues the conversation.
+        again = self.complete(prompt=" and", max_tokens=12, temperature=0, conversation=cid)
+        self.assertEqual(again["choices"][0]["text"], self.generate(text + " and", 12))
+        status, _ = curl(self.server.url + "/v1/conversations/" + cid, method="DELETE")
+        self.assertEqual(status, 200)
+        status, out = curl(self.server.url + "/v1/conversations/" + cid)
+        self.assertEqual(status, 404)
+        self.assertEqual(os.listdir(self.conv_dir), [])
+
+    def test_bad_requests_get_a_status_and_a_message(self):
+        url = self.server.url + "/v1/completions"
+        big = os.path.join(self.dir, "big.json")
+        with open(big, "w") as f:
+            f.write('{"prompt": "' + "a" * (2 << 20) + '"}')
+        cases = [
+            ("{bad", 400, "not valid JSON"),
+            ({"prompt": 5}, 400, "'prompt' must be a string"),
+            ({"prompt": "x", "max_tokens": 0}, 400, "'max_tokens' must be in [1, 4096]"),
+            ({"prompt": "x", "max_tokens": "many"}, 400, "'max_tokens' must be an integer"),
+            ({"prompt": "x", "temperature": "hot"}, 400, "'temperature' must be a number"),
+            ({"prompt": "x", "conversation": "nope"}, 400, "unknown conversation 'nope'"),
+            ({"prompt": "x", "conversation": "../etc"}, 400, "'conversation' must be an id"),
+            ({"prompt": "x", "logprobs": 3}, 400, "'logprobs' is not supported"),
+            ({"max_tokens": 3}, 400, "'prompt' is required"),
+            ({"prompt": "x", "n": 2, "stream": "yes"}, 400, "'stream' must be true or false"),
+        ]
+        for body, status, message in cases:
+            got, out = curl(url, body)
+            self.assertEqual(got, status, body)
+            self.assertIn(message, out["error"]["message"], body)
+        got, out = curl(url, data_file=big)
+        self.assertEqual(got, 413)
+        self.assertIn("larger than this server accepts", out["error"]["message"])
+        got, out = curl(self.server.url + "/v1/nothing")
+        self.assertEqual(got, 404)
+        # Unknown fields are ignored (clients send more than this server uses).
+        self.assertEqual(len(self.complete(prompt="x", max_tokens=2, user="u",
+                                           presence_penalty=0)["choices"]), 1)
+        self.assertEqual(curl(self.server.url + "/health")[1], {"status": "ok"})
+
+    def test_limits_answer_429_and_413_and_the_prompt_limit(self):
+        self.server.stop(signal.SIGKILL)
+        self.server = Server(self.model, self.conv_dir, "--max-batch", "1", "--max-queue", "0",
+                             "--max-prompt-tokens", "20", "--max-tokens", "100000")
+        status, out = curl(self.server.url + "/v1/completions", {"prompt": "x" * 21})
+        self.assertEqual(status, 400)
+        self.assertIn("over this server's limit of 20", out["error"]["message"])
+        # One long request holds the one place; the next finds the queue full.
+        first = subprocess.Popen([CURL, "-s", self.server.url + "/v1/completions", "-d",
+                                  json.dumps({"prompt": "All", "max_tokens": 100000})],
+                                 stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        status, out = curl(self.server.url + "/v1/completions", {"prompt": "x", "max_tokens": 1})
+        self.assertEqual(status, 429, out)
+        self.assertIn("queue is full", out["error"]["message"])
+        self.assertEqual(json.loads(first.communicate(timeout=300)[0])["usage"]
+                         ["completion_tokens"], 100000)
+        status, metrics = curl(self.server.url + "/metrics")
+        self.assertIn("logattn_requests_refused_total 1", metrics)
+
+    def test_concurrent_requests_are_all_answered_and_vanished_clients_do_not_stall(self):
+        results = [None] * 16
+        def one(i):
+            results[i] = curl(self.server.url + "/v1/completions",
+                              {"prompt": f"All the {i}", "max_tokens": 30, "seed": i})
+        # Clients that go away mid-stream.
+        gone = [subprocess.Popen([CURL, "-s", "-N", "--max-time", "0.3", self.server.url +
+                                  "/v1/completions", "-d", json.dumps(
+                                      {"prompt": "x", "max_tokens": 4096, "stream": True})],
+                                 stdout=subprocess.DEVNULL) for _ in range(4)]
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        for g in gone:
+            g.wait(timeout=30)
+        for status, out in results:
+            self.assertEqual(status, 200, out)
+            self.assertEqual(out["usage"]["completion_tokens"], 30)
+        status, metrics = curl(self.server.url + "/metrics")
+        self.assertIn("logattn_completion_tokens_total", metrics)
+        self.assertEqual(self.server.stop(), 0)  # SIGTERM: a clean stop
+
+
+if __name__ == "__main__":
+    unittest.main()
