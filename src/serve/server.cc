@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
@@ -311,6 +312,14 @@ int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& c
   // a client (events queue up), so a slow or vanished client holds only its own thread.
   svr.new_task_queue = [] { return new httplib::ThreadPool(256); };
   svr.set_payload_max_length(static_cast<size_t>(cfg.max_body_bytes));
+  // httplib listens with a backlog of 5: clients that connect in bursts (after a 429, say)
+  // would find connections reset. The listening socket is remembered here and given a deep
+  // backlog once bound (listen() again on Linux changes it).
+  int listening = -1;
+  svr.set_socket_options([&listening](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listening = sock;
+  });
   svr.set_read_timeout(10, 0);
   svr.set_write_timeout(10, 0);
   svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
@@ -396,6 +405,7 @@ int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& c
                 " (in use, or not an address of this machine)");
   }
   if (port < 0) throw Error("serve: cannot listen on " + cfg.host);
+  if (listening >= 0) ::listen(listening, 4096);
   std::printf("logattn serve: listening on http://%s:%d (model %s)\n", cfg.host.c_str(), port,
               cfg.model_name.c_str());
   std::fflush(stdout);
