@@ -81,6 +81,7 @@ struct Engine::Active {
   std::string text;
   size_t emitted = 0;
   int64_t produced = 0;
+  size_t fed = 0;  // prompt tokens read so far
   int32_t token = 0;
   bool finishing = false;
   std::string finish_reason;
@@ -264,8 +265,21 @@ void Engine::start(Active& a) {
     a.own = std::make_unique<generate::Generator>(model_);
     a.gen = a.own.get();
   }
-  if (!a.req.prompt.empty()) a.gen->feed(a.req.prompt);
+}
+
+bool Engine::read_prompt(Active& a) {
+  const size_t n = a.req.prompt.size();
+  if (a.fed < n) {
+    // One piece per step, as `generate` reads a prompt: the batch's other sequences go on
+    // between the pieces of a long one.
+    const size_t end = std::min(n, a.fed + static_cast<size_t>(kPromptPiece));
+    a.gen->feed(std::vector<int32_t>(a.req.prompt.begin() + a.fed, a.req.prompt.begin() + end),
+                kPromptPiece);
+    a.fed = end;
+  }
+  if (a.fed < n) return false;
   if (a.gen->empty()) throw Error("the prompt is empty");
+  return true;
 }
 
 void Engine::sample(Active& a) {
@@ -378,10 +392,20 @@ void Engine::run() {
         fail(*a, ex.what());
       }
     }
-    if (active.empty()) continue;
+    std::vector<Active*> ready;
+    for (auto& a : active) {
+      try {
+        if (read_prompt(*a)) ready.push_back(a.get());
+      } catch (const std::exception& ex) {
+        fail(*a, ex.what());
+        a->finishing = true;
+      }
+    }
+    std::erase_if(active, [](const auto& a) { return a->finishing; });
+    if (ready.empty()) continue;
     std::vector<generate::Generator*> gens;
     std::vector<int32_t> tokens;
-    for (auto& a : active) {
+    for (Active* a : ready) {
       sample(*a);
       gens.push_back(a->gen);
       tokens.push_back(a->token);
@@ -395,7 +419,7 @@ void Engine::run() {
       active.clear();
       continue;
     }
-    for (auto& a : active)
+    for (Active* a : ready)
       if (a->finishing) {
         try {
           finish(*a);

@@ -116,6 +116,9 @@ class Engine {
   struct Active;
   void run();
   void start(Active& a);
+  // Reads the next piece of a's prompt; true once all of it is read.
+  bool read_prompt(Active& a);
+  static constexpr int64_t kPromptPiece = 512;
   void sample(Active& a);
   void finish(Active& a);
   void fail(Active& a, const std::string& why);  // ends a with an error event

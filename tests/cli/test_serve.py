@@ -141,6 +141,11 @@ class Serve(unittest.TestCase):
         self.assertEqual(got["streamed"], want)
         self.assertEqual(got["finish"], "length")
         self.assertEqual(got["models"], ["model"])
+        # A prompt of several pieces (read one piece per step) as `generate` reads it.
+        long = "All the world's a stage, and all the men and women merely players. " * 20
+        out = self.complete(prompt=long, max_tokens=20, temperature=0)
+        self.assertEqual(out["choices"][0]["text"], self.generate(long, 20))
+        self.assertEqual(out["usage"]["prompt_tokens"], len(long))
         # A stop string ends the text before it.
         stop = want[10:13]
         out = self.complete(prompt="All the", max_tokens=40, temperature=0, stop=[stop])

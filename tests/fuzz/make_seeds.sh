@@ -9,7 +9,7 @@ BIN=$(realpath "${1:-../../build/logattn}")
 C=corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-rm -rf "$C" && mkdir -p "$C"/{safetensors,checkpoint,model_config,resume,state,tokens,tokenizer,gpt2_files}
+rm -rf "$C" && mkdir -p "$C"/{safetensors,checkpoint,model_config,resume,state,tokens,tokenizer,gpt2_files,completion_request}
 
 micro='{"vocab": 256, "d_emb": 8, "n_layers": 1, "n_heads": 2, "d_key": 2, "d_val": 2, "context": 8}'
 echo "$micro" > "$C/model_config/micro.json"
@@ -62,6 +62,13 @@ for k, a in arrays.items():
 h = json.dumps(header).encode()
 open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + data)
 PY
+
+# Completion requests' bodies (logattn serve).
+R="$C/completion_request"
+printf '{"prompt": "ROMEO:", "max_tokens": 16, "temperature": 0}' > "$R/plain.json"
+printf '{"model": "m", "prompt": ["Hello"], "max_tokens": 8, "temperature": 0.8, "top_p": 0.9, "top_k": 40, "seed": 7, "stop": ["\\n", "."], "stream": true, "n": 2, "user": "u", "logprobs": null, "echo": false}' > "$R/full.json"
+printf '{"conversation": "conv-1a2b", "prompt": " next", "max_tokens": 4}' > "$R/conversation.json"
+printf '{"prompt": "x", "max_tokens": 1e3, "temperature": -1}' > "$R/bad.json"
 
 # Tokenizer texts: words, numbers, contractions, spaces, newlines, non-ASCII, bad UTF-8.
 printf "Hello world! It's 2024, isn't it?\n\n  Spaces   and\ttabs." > "$C/tokenizer/english.txt"
