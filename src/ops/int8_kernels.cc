@@ -8,6 +8,7 @@
 #include "ops/typed_matrix.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define LOGATTN_X86 1
 #endif
@@ -190,8 +191,12 @@ bool int8_kernel_supported(Int8Kernel k) {
       return true;
     case Int8Kernel::kAvx2:
       return avx2;
-    case Int8Kernel::kAvxVnni:
-      return avx2 && __builtin_cpu_supports("avxvnni");
+    case Int8Kernel::kAvxVnni: {
+      // CPUID leaf 7, subleaf 1, EAX bit 4 (not every compiler's __builtin_cpu_supports
+      // knows "avxvnni"); the YMM state it needs is AVX2's.
+      unsigned a = 0, b = 0, c = 0, d = 0;
+      return avx2 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+    }
     case Int8Kernel::kAvx512Vnni:
       return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512vnni");

@@ -92,7 +92,9 @@ TEST(TypedMatrix, Q8_0AgainstTheOracleInEveryVariant) {
               << int8_kernel_name(k) << " row " << i << ", output " << r;
         }
       if (batch == 1 && k == Int8Kernel::kScalar) first = y;
-      if (batch == 1) EXPECT_EQ(y, first) << int8_kernel_name(k) << " differs from scalar";
+      if (batch == 1) {
+        EXPECT_EQ(y, first) << int8_kernel_name(k) << " differs from scalar";
+      }
     }
   }
 }
@@ -171,7 +173,9 @@ TEST(TypedMatrix, TheFallbackCanBeForcedAndAMissingVariantIsRefused) {
   set_int8_kernel(Int8Kernel::kScalar);
   EXPECT_EQ(int8_kernel(), Int8Kernel::kScalar);
   for (Int8Kernel k : {Int8Kernel::kAvx2, Int8Kernel::kAvxVnni, Int8Kernel::kAvx512Vnni})
-    if (!int8_kernel_supported(k)) EXPECT_THROW(set_int8_kernel(k), Error);
+    if (!int8_kernel_supported(k)) {
+      EXPECT_THROW(set_int8_kernel(k), Error);
+    }
 }
 
 }  // namespace
