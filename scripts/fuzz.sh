@@ -47,7 +47,7 @@ for t in "${TARGETS[@]}"; do
 done
 for p in "${pids[@]}"; do wait "$p" || failed=1; done
 
-printf '%-12s %12s %10s %8s %s\n' target executions exec/s corpus result
+printf '%-18s %12s %10s %8s %s\n' target executions exec/s corpus result
 total=0
 for t in "${TARGETS[@]}"; do
   log=build-fuzz/artifacts/$t/fuzz.log
@@ -57,7 +57,7 @@ for t in "${TARGETS[@]}"; do
   result=ok
   grep -qE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error|SUMMARY' "$log" 2>/dev/null &&
     result=FAILED
-  printf '%-12s %12s %10s %8s %s\n' "$t" "$runs" "$rate" "$corpus" "$result"
+  printf '%-18s %12s %10s %8s %s\n' "$t" "$runs" "$rate" "$corpus" "$result"
   total=$((total + runs))
 done
 echo "total executions: $total (${SECONDS_EACH} s per target, $JOBS at a time)"
