@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -159,8 +160,9 @@ int run_eval(const EvalConfig& e, const OptionTable& table) {
     loss = train::evaluate(m, tokens, T, 0, e.batch);
   }
   if (e.json) {
-    fmt::print("{{\"model\": \"{}\", \"tokens\": {}, \"context\": {}, \"loss\": {:.6f}}}\n",
-               e.model, n, T, loss);
+    // The path through the JSON library: quotes or backslashes in it stay valid JSON.
+    const nlohmann::json out = {{"model", e.model}, {"tokens", n}, {"context", T}, {"loss", loss}};
+    fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
     fmt::print(
         "config: {}\n{}: mean cross-entropy {:.4f} nats/token ({:.4f} bits) over {} tokens, "
