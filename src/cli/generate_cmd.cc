@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "cli/commands.h"
+#include "cli/load_model.h"
 #include "cli/options.h"
 #include "generate/generator.h"
 #include "io/files.h"
@@ -15,6 +16,19 @@
 #include "tokenizer/tokenizer.h"
 
 namespace logattn::cli {
+
+std::pair<model::Model, std::unique_ptr<tokenizer::Tokenizer>> load_model_and_tokenizer(
+    const std::string& what, const std::string& path, const std::string& config_json,
+    const std::string& gpt2_dir) {
+  model::Checkpoint info;
+  model::Model m = model::load_checkpoint(path, &info, config_json);
+  auto tok = tokenizer::load_tokenizer(info.tokenizer, gpt2_dir);
+  if (tok->vocab_size() > m.config().vocab)
+    throw Error(what + ": " + path + ": the " + info.tokenizer + " tokenizer's " +
+                std::to_string(tok->vocab_size()) + " ids do not fit the model's vocabulary of " +
+                std::to_string(m.config().vocab));
+  return {std::move(m), std::move(tok)};
+}
 
 namespace {
 
@@ -34,19 +48,6 @@ struct GenerateConfig {
   std::string gpt2_dir;
 };
 
-// The checkpoint's model and tokenizer; the tokenizer must fit the model's vocabulary.
-std::pair<model::Model, std::unique_ptr<tokenizer::Tokenizer>> load_model_and_tokenizer(
-    const GenerateConfig& c) {
-  model::Checkpoint info;
-  model::Model m = model::load_checkpoint(c.model, &info, c.config);
-  auto tok = tokenizer::load_tokenizer(info.tokenizer, c.gpt2_dir);
-  if (tok->vocab_size() > m.config().vocab)
-    throw Error("generate: " + c.model + ": the " + info.tokenizer + " tokenizer's " +
-                std::to_string(tok->vocab_size()) + " ids do not fit the model's vocabulary of " +
-                std::to_string(m.config().vocab));
-  return {std::move(m), std::move(tok)};
-}
-
 // A token's text; ids the model may emit past the tokenizer's vocabulary (padding) print
 // nothing.
 std::string_view token_text(const tokenizer::Tokenizer& tok, int32_t id) {
@@ -64,7 +65,7 @@ int run_batch(const GenerateConfig& c, const generate::SampleOptions& so) {
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) lines.push_back(line);
   if (lines.empty()) throw Error("generate: " + c.prompts_file + " holds no prompts");
-  auto [m, tok] = load_model_and_tokenizer(c);
+  auto [m, tok] = load_model_and_tokenizer("generate", c.model, c.config, c.gpt2_dir);
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& l : lines) prompts.push_back(tok->encode(l));
   const auto out = generate::generate_batch(m, prompts, c.tokens, so, c.seed);
@@ -96,7 +97,7 @@ int run_generate(const GenerateConfig& c) {
   }
   if (prompt.empty() && c.load_state.empty())
     throw Error("generate: the prompt is empty (give --prompt, --prompt-file or --load-state)");
-  auto [m, tok] = load_model_and_tokenizer(c);
+  auto [m, tok] = load_model_and_tokenizer("generate", c.model, c.config, c.gpt2_dir);
   generate::Generator gen(m);
   if (!c.load_state.empty()) gen.load(c.load_state);
   if (!prompt.empty()) {

@@ -16,8 +16,7 @@ namespace logattn::cli {
 
 class OptionTable {
  public:
-  // flag: "--name" (or "-s,--name"); target: the variable, holding its default. A bool that
-  // defaults to false is a flag; one that defaults to true takes a value (--name off).
+  // flag: "--name" (or "-s,--name"); target: the variable, holding its default.
   template <typename T>
   OptionTable& add(std::string flag, T* target, std::string help) {
     Entry e;
@@ -27,10 +26,7 @@ class OptionTable {
     e.help = std::move(help);
     e.attach = [flag, target, help = e.help](CLI::App* app) {
       if constexpr (std::is_same_v<T, bool>) {
-        if (*target)
-          app->add_option(flag, *target, help + " (on or off)")->capture_default_str();
-        else
-          app->add_flag(flag, *target, help);
+        app->add_flag(flag, *target, help);
       } else {
         app->add_option(flag, *target, help)->capture_default_str();
       }

@@ -32,12 +32,9 @@ int run_quantize(const QuantizeConfig& c) {
   model::Checkpoint info;
   const model::Model m = model::load_checkpoint(c.model, &info, c.config);
   const model::Model q = model::quantize_model(m, type);
-  // The source's metadata travels along, but for what the checkpoint writer sets.
-  std::map<std::string, std::string> extra;
-  for (const auto& [k, v] : info.metadata)
-    if (k != "format" && k != "format_version" && k != "config" && k != "tokenizer" &&
-        k != "weight_type")
-      extra[k] = v;
+  // The source's metadata travels along; the checkpoint writer sets its own keys over it
+  // (format, configuration, tokenizer, weight type).
+  std::map<std::string, std::string> extra = info.metadata;
   extra["quantized_from"] = std::filesystem::path(c.model).filename().string();
   model::save_checkpoint(c.out, q, info.tokenizer, extra);
   const double in_mb = static_cast<double>(std::filesystem::file_size(c.model)) / 1e6;

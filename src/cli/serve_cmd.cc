@@ -3,9 +3,9 @@
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "cli/load_model.h"
 #include "cli/options.h"
 #include "logattn/error.h"
-#include "model/checkpoint.h"
 #include "serve/engine.h"
 #include "serve/server.h"
 #include "tokenizer/tokenizer.h"
@@ -39,13 +39,7 @@ int run_serve(const ServeConfig& c) {
   if (c.max_body_kb < 1 || c.max_body_kb > (int64_t{1} << 20))
     throw Error("serve: --max-body-kb must be in [1, 2^20]");
   serve::block_stop_signals();  // before any thread starts
-  model::Checkpoint info;
-  model::Model m = model::load_checkpoint(c.model, &info, c.config);
-  auto tok = tokenizer::load_tokenizer(info.tokenizer, c.gpt2_dir);
-  if (tok->vocab_size() > m.config().vocab)
-    throw Error("serve: " + c.model + ": the " + info.tokenizer +
-                " tokenizer does not fit the "
-                "model's vocabulary");
+  auto [m, tok] = load_model_and_tokenizer("serve", c.model, c.config, c.gpt2_dir);
   serve::EngineConfig ec;
   ec.max_batch = c.max_batch, ec.max_queue = c.max_queue;
   ec.memory_mb = c.conversations_memory_mb, ec.conversations_dir = c.conversations;

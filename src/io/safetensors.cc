@@ -196,9 +196,10 @@ std::unique_ptr<AtomicWriter> stage_safetensors(
     return static_cast<uint64_t>(n);
   };
   for (const auto& t : tensors) {
+    const uint64_t n = nbytes(t);
     header[t.name] = {
-        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + nbytes(t)}}};
-    offset += nbytes(t);
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
+    offset += n;
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // align the data to 8 bytes, as the reference does

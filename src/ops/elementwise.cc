@@ -36,7 +36,10 @@ void column_sums(int64_t n, int64_t d, const float* x, float* sums) {
 void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const float* w,
                     const float* b, float* y) {
   gemm(false, true, n, out, in, 1.f, x, in, w, in, 0.f, y, out);
-  if (!b) return;
+  if (b) add_bias(n, out, b, y);
+}
+
+void add_bias(int64_t n, int64_t out, const float* b, float* y) {
   parallel_for(n, n * out, [&](int64_t i) {
     for (int64_t j = 0; j < out; ++j) y[i * out + j] += b[j];
   });

@@ -9,6 +9,8 @@ namespace logattn::ops {
 // sums [d] += column sums of x [n, d].
 void column_sums(int64_t n, int64_t d, const float* x, float* sums);
 
+// y [n, out] += b [out], row by row.
+void add_bias(int64_t n, int64_t out, const float* b, float* y);
 // y [n, out] = x [n, in] w^T (w: [out, in], PyTorch's layout) + b [out] (b may be null).
 void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const float* w,
                     const float* b, float* y);

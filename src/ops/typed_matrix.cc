@@ -110,9 +110,7 @@ void linear(const Matrix& w, int64_t m, const float* x, const float* bias, float
                          xdp + i * nb, y + i * rows + r0);
     });
   }
-  if (bias)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t r = 0; r < rows; ++r) y[i * rows + r] += bias[r];
+  if (bias) add_bias(m, rows, bias, y);
 }
 
 void matrix_row(const Matrix& w, int64_t r, float* out) {
