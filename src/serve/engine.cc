@@ -116,6 +116,9 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfi
     fs::create_directories(dir, ec);
     if (!fs::is_directory(dir))
       throw Error("serve: --conversations " + dir.string() + " is not a folder we can create");
+    // Another server writing the same states would overwrite this one's (and lose its
+    // temporaries to the cleaning below).
+    folder_lock_ = std::make_unique<io::FolderLock>(dir.string(), "serve: --conversations");
     io::remove_stale_temporaries(dir.string());
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string name = e.path().filename().string();
@@ -198,16 +201,23 @@ std::string Engine::create_conversation() {
 }
 
 std::optional<ConversationInfo> Engine::conversation(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = conversations_.find(id);
+    if (it == conversations_.end()) return std::nullopt;
+    if (it->second.tokens >= 0)
+      return ConversationInfo{id, it->second.tokens, it->second.gen != nullptr};
+  }
+  // On disk since a restart: its metadata says, read without holding up the engine (files
+  // are replaced whole by a rename, never seen half-written).
+  const auto st = io::SafeTensors::read(state_path(id));
+  const int64_t tokens = util::parse_integer(st.required_metadata("tokens", "state file"), 1,
+                                             util::kMaxCount, "state file " + state_path(id));
   std::lock_guard<std::mutex> lock(mu_);
   const auto it = conversations_.find(id);
   if (it == conversations_.end()) return std::nullopt;
-  Conversation& c = it->second;
-  if (c.tokens < 0) {  // on disk since a restart: its metadata says
-    const auto st = io::SafeTensors::read(state_path(id));
-    c.tokens = util::parse_integer(st.required_metadata("tokens", "state file"), 1, util::kMaxCount,
-                                   "state file " + state_path(id));
-  }
-  return ConversationInfo{id, c.tokens, c.gen != nullptr};
+  if (it->second.tokens < 0) it->second.tokens = tokens;  // unless an answer has set it since
+  return ConversationInfo{id, it->second.tokens, it->second.gen != nullptr};
 }
 
 bool Engine::delete_conversation(const std::string& id) {

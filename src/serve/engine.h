@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "generate/generator.h"
+#include "io/files.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -131,6 +132,7 @@ class Engine {
   const tokenizer::Tokenizer& tok_;
   const EngineConfig config_;
   int64_t state_bytes_ = 0;
+  std::unique_ptr<io::FolderLock> folder_lock_;  // one server per conversations folder
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -177,7 +177,7 @@ class Serve(unittest.TestCase):
         self.assertEqual(status, 200)
         status, out = curl(self.server.url + "/v1/conversations/" + cid)
         self.assertEqual(status, 404)
-        self.assertEqual(os.listdir(self.conv_dir), [])
+        self.assertEqual(os.listdir(self.conv_dir), [".lock"])  # the server's folder lock alone
 
     def test_bad_requests_get_a_status_and_a_message(self):
         url = self.server.url + "/v1/completions"
@@ -229,6 +229,14 @@ class Serve(unittest.TestCase):
                          ["completion_tokens"], 100000)
         status, metrics = curl(self.server.url + "/metrics")
         self.assertIn("logattn_requests_refused_total 1", metrics)
+
+    def test_one_server_per_conversations_folder(self):
+        r = subprocess.run([LOGATTN, "serve", "--model", self.model, "--port", "0",
+                            "--conversations", self.conv_dir], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("another process (pid", r.stderr)
+        self.assertIn(self.conv_dir, r.stderr)
 
     def test_concurrent_requests_are_all_answered_and_vanished_clients_do_not_stall(self):
         results = [None] * 16
