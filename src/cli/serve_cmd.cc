@@ -27,6 +27,7 @@ struct ServeConfig {
   int64_t max_tokens = 4096;
   int64_t max_prompt_tokens = 65536;
   int64_t max_body_kb = 1024;
+  int64_t max_connections = serve::HttpLimits{}.max_connections;
 };
 
 int run_serve(const ServeConfig& c) {
@@ -38,6 +39,8 @@ int run_serve(const ServeConfig& c) {
     throw Error("serve: --max-prompt-tokens must be in [1, 2^26]");
   if (c.max_body_kb < 1 || c.max_body_kb > (int64_t{1} << 20))
     throw Error("serve: --max-body-kb must be in [1, 2^20]");
+  if (c.max_connections < 1 || c.max_connections > 65536)
+    throw Error("serve: --max-connections must be in [1, 65536]");
   serve::block_stop_signals();  // before any thread starts
   auto [m, tok] = load_model_and_tokenizer("serve", c.model, c.config, c.gpt2_dir);
   serve::EngineConfig ec;
@@ -49,6 +52,7 @@ int run_serve(const ServeConfig& c) {
   sc.model_name = std::filesystem::path(c.model).stem().string();
   sc.max_tokens = c.max_tokens, sc.max_prompt_tokens = c.max_prompt_tokens;
   sc.max_body_bytes = c.max_body_kb * 1024;
+  sc.http.max_connections = c.max_connections;
   return serve::serve(engine, *tok, sc);
 }
 
@@ -72,7 +76,9 @@ Runner add_serve_command(CLI::App& app) {
       .add("--max-queue", &cfg->max_queue, "requests waiting for the batch; more get 429")
       .add("--max-tokens", &cfg->max_tokens, "the largest max_tokens a request may ask for")
       .add("--max-prompt-tokens", &cfg->max_prompt_tokens, "longer prompts get 400")
-      .add("--max-body-kb", &cfg->max_body_kb, "larger request bodies get 413");
+      .add("--max-body-kb", &cfg->max_body_kb, "larger request bodies get 413")
+      .add("--max-connections", &cfg->max_connections,
+           "connections served at once (a thread each; more wait their turn)");
   table->attach(cmd);
   return [cfg, cmd] { return cmd->parsed() ? run_serve(*cfg) : -1; };
 }

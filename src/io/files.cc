@@ -101,9 +101,17 @@ constexpr std::string_view kTemporary = ".tmp.";
 }  // namespace
 
 void remove_stale_temporaries(const std::string& dir) {
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.path().filename().string().find(kTemporary) != std::string::npos)
-      std::filesystem::remove(e.path());
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().filename().string().find(kTemporary) == std::string::npos) continue;
+    // Whatever kind of entry it is (a file, a link, a folder someone made): the name is ours.
+    std::error_code rm;
+    std::filesystem::remove_all(e.path(), rm);
+    if (rm)
+      throw Error("cannot remove the stale temporary " + e.path().string() + ": " + rm.message() +
+                  "; remove it by hand");
+  }
+  if (ec) throw Error("cannot list " + dir + ": " + ec.message());
 }
 
 AtomicWriter::AtomicWriter(std::string path)

@@ -1,6 +1,9 @@
 #include "serve/engine.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 
@@ -69,6 +72,32 @@ size_t stop_holdback(const std::string& text, const std::vector<std::string>& st
   return hold;
 }
 
+// What a conversation's file is in the folder. Only a regular file is ever read: a link could
+// point anywhere on the machine, a FIFO would block the reader.
+enum class FileKind { kNone, kRegular, kOther };
+
+FileKind file_kind(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return FileKind::kNone;
+  return S_ISREG(st.st_mode) ? FileKind::kRegular : FileKind::kOther;
+}
+
+// Runs read() on the state file of conversation id. A damaged file (or one that is not a
+// regular file) is reported to the client by the conversation's name alone, never with what
+// the file holds; the details go to the server's log.
+template <typename F>
+auto read_state_file(const std::string& id, const std::string& path, F read) {
+  try {
+    if (file_kind(path) != FileKind::kRegular) throw Error(path + " is not a regular file");
+    return read();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "logattn serve: conversation %s: %s\n", id.c_str(), e.what());
+    throw Error("the state of conversation '" + id +
+                "' in the conversations folder is damaged or not a regular file; DELETE the "
+                "conversation to remove it");
+  }
+}
+
 }  // namespace
 
 struct Engine::Active {
@@ -126,8 +155,12 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfi
         const std::string x = ext;
         if (name.size() > x.size() && name.compare(name.size() - x.size(), x.size(), x) == 0 &&
             valid_id(name.substr(0, name.size() - x.size()))) {
-          Conversation& c = conversations_[name.substr(0, name.size() - x.size())];
-          c.tokens = x == ".empty" ? 0 : -1;  // -1: read from the file when asked
+          // -1: read from the state file when asked. A state file wins over an .empty marker
+          // beside it (a kill between writing the first state and removing the marker).
+          const std::string id = name.substr(0, name.size() - x.size());
+          const bool known = conversations_.count(id) > 0;
+          Conversation& c = conversations_[id];
+          if (x == ".safetensors" || !known) c.tokens = x == ".empty" ? 0 : -1;
         }
       }
     }
@@ -210,9 +243,12 @@ std::optional<ConversationInfo> Engine::conversation(const std::string& id) {
   }
   // On disk since a restart: its metadata says, read without holding up the engine (files
   // are replaced whole by a rename, never seen half-written).
-  const auto st = io::SafeTensors::read(state_path(id));
-  const int64_t tokens = util::parse_integer(st.required_metadata("tokens", "state file"), 1,
-                                             util::kMaxCount, "state file " + state_path(id));
+  const std::string path = state_path(id);
+  const int64_t tokens = read_state_file(id, path, [&] {
+    const auto st = io::SafeTensors::read(path);
+    return util::parse_integer(st.required_metadata("tokens", "state file"), 1, util::kMaxCount,
+                               "state file " + path);
+  });
   std::lock_guard<std::mutex> lock(mu_);
   const auto it = conversations_.find(id);
   if (it == conversations_.end()) return std::nullopt;
@@ -220,16 +256,29 @@ std::optional<ConversationInfo> Engine::conversation(const std::string& id) {
   return ConversationInfo{id, it->second.tokens, it->second.gen != nullptr};
 }
 
-bool Engine::delete_conversation(const std::string& id) {
+Engine::Deleted Engine::delete_conversation(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   const auto it = conversations_.find(id);
-  if (it == conversations_.end() || it->second.busy) return false;
+  if (it == conversations_.end()) return Deleted::kUnknown;
+  if (it->second.busy) return Deleted::kBusy;
+  // Whatever the entries are (damaged files, links, folders): a link is removed, never what
+  // it points to.
+  for (const auto& path : {state_path(id), empty_path(id)}) {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    if (ec)
+      throw Error("cannot remove the files of conversation '" + id + "': " + ec.message());
+  }
   if (it->second.in_lru) lru_.erase(it->second.lru);
   conversations_.erase(it);
-  std::error_code ec;
-  fs::remove(state_path(id), ec);
-  fs::remove(empty_path(id), ec);
-  return true;
+  return Deleted::kYes;
+}
+
+std::vector<ConversationInfo> Engine::list_conversations() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ConversationInfo> out;
+  for (const auto& [id, c] : conversations_) out.push_back({id, c.tokens, c.gen != nullptr});
+  return out;
 }
 
 Metrics Engine::metrics() const {
@@ -261,7 +310,8 @@ void Engine::touch(const std::string& id, Conversation& c) {
 generate::Generator& Engine::conversation_generator(const std::string& id, Conversation& c) {
   if (!c.gen) {
     auto g = std::make_unique<generate::Generator>(model_);
-    if (fs::exists(state_path(id))) g->load(state_path(id));
+    const std::string path = state_path(id);
+    if (file_kind(path) != FileKind::kNone) read_state_file(id, path, [&] { g->load(path); });
     c.gen = std::move(g);
   }
   return *c.gen;

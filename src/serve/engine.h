@@ -98,7 +98,13 @@ class Engine {
   bool conversations_enabled() const { return !config_.conversations_dir.empty(); }
   std::string create_conversation();
   std::optional<ConversationInfo> conversation(const std::string& id);
-  bool delete_conversation(const std::string& id);  // false if unknown or answering now
+  enum class Deleted { kYes, kUnknown, kBusy };  // kBusy: answering a request now
+  // Removes the conversation and its files, whatever they hold. Throws logattn::Error when
+  // they cannot be removed.
+  Deleted delete_conversation(const std::string& id);
+  // Every conversation, by id; tokens is -1 for one whose state file has not been read
+  // since the server started.
+  std::vector<ConversationInfo> list_conversations() const;
   // Bytes of one sequence's state (the same for every conversation of this model).
   int64_t state_bytes() const { return state_bytes_; }
   Metrics metrics() const;

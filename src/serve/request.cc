@@ -33,6 +33,16 @@ double number(const json& j, const char* name, double lo, double hi) {
 
 }  // namespace
 
+std::string error_json(const std::string& message, const std::string& type) {
+  const json j = {{"error", {{"message", message}, {"type", type}, {"code", nullptr}}}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+const char* error_type(int status) {
+  return status == 429 ? "rate_limit_exceeded" : status >= 500 ? "server_error"
+                                                                : "invalid_request_error";
+}
+
 Completion parse_completion(const std::string& body, const tokenizer::Tokenizer& tok,
                             const RequestLimits& cfg) {
   json j;

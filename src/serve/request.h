@@ -23,6 +23,12 @@ struct Completion {
   Request req;  // the prompt's tokens, sampling, stop strings, conversation
 };
 
+// An error response's body: {"error": {"message", "type", "code": null}}, OpenAI's format.
+std::string error_json(const std::string& message, const std::string& type);
+
+// The error type OpenAI's clients expect for an HTTP status.
+const char* error_type(int status);
+
 // Throws logattn::Error with a message for the client (the server answers 400 with it).
 Completion parse_completion(const std::string& body, const tokenizer::Tokenizer& tok,
                             const RequestLimits& limits);

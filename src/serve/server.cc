@@ -1,8 +1,6 @@
 #include "serve/server.h"
 
-#include <httplib.h>
 #include <signal.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
@@ -10,6 +8,7 @@
 #include <thread>
 
 #include "logattn/error.h"
+#include "serve/http.h"
 #include "serve/request.h"
 
 namespace logattn::serve {
@@ -24,10 +23,42 @@ std::string dump(const json& j) {
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message,
-                const char* type = "invalid_request_error") {
+                const char* type = nullptr) {
   res.status = status;
-  res.set_content(dump({{"error", {{"message", message}, {"type", type}, {"code", nullptr}}}}),
-                  "application/json");
+  res.set_content(error_json(message, type ? type : error_type(status)), "application/json");
+}
+
+// A POST's body, read whatever its Content-Type says (JSON is JSON) and whatever its
+// transfer encoding, up to the limit; false (with 413 sent) past it.
+bool read_body(const httplib::Request& req, const httplib::ContentReader& reader,
+               int64_t max_bytes, std::string& body, httplib::Response& res) {
+  bool too_large = false;
+  const bool ok = reader([&](const char* data, size_t n) {
+    if (static_cast<int64_t>(body.size() + n) > max_bytes) {
+      too_large = true;
+      return false;
+    }
+    body.append(data, n);
+    return true;
+  });
+  // httplib refuses a declared length over the limit before reading.
+  const std::string declared = req.get_header_value("Content-Length");
+  if (!too_large && !ok && !declared.empty() &&
+      declared.find_first_not_of("0123456789") == std::string::npos &&
+      (declared.size() > 18 || std::stoll(declared) > max_bytes))
+    too_large = true;
+  if (!ok) close_connection_after_response();  // the rest of the body is still unread
+  if (too_large) {
+    send_error(res, 413,
+               "the request body is larger than this server accepts (" +
+                   std::to_string(max_bytes) + " bytes; see --max-body-kb)");
+    return false;
+  }
+  if (!ok) {
+    send_error(res, 400, "the request body could not be read");
+    return false;
+  }
+  return true;
 }
 
 std::string completion_id() {
@@ -51,10 +82,10 @@ Event next_event(Stream& s) {
 }
 
 void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& cfg,
-                       const httplib::Request& http, httplib::Response& res) {
+                       const std::string& body, httplib::Response& res) {
   Completion c;
   try {
-    c = parse_completion(http.body, tok, {cfg.max_tokens, cfg.max_prompt_tokens});
+    c = parse_completion(body, tok, {cfg.max_tokens, cfg.max_prompt_tokens});
   } catch (const Error& e) {
     return send_error(res, 400, e.what());
   }
@@ -205,24 +236,42 @@ void block_stop_signals() {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
+namespace {
+
+// Owns the thread that takes SIGINT / SIGTERM (blocked in every thread: block_stop_signals)
+// and stops the server; joined however serve() ends.
+class StopOnSignal {
+ public:
+  explicit StopOnSignal(httplib::Server& svr)
+      : thread_([&svr] {
+          sigset_t signals = stop_signals();
+          int sig = 0;
+          sigwait(&signals, &sig);
+          svr.stop();
+        }) {}
+  ~StopOnSignal() {
+    pthread_kill(thread_.native_handle(), SIGTERM);
+    thread_.join();
+  }
+
+ private:
+  std::thread thread_;
+};
+
+}  // namespace
+
 int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& cfg) {
-  httplib::Server svr;
-  // Enough threads that every queued request has one to wait in; the engine never waits for
-  // a client (events queue up), so a slow or vanished client holds only its own thread.
-  svr.new_task_queue = [] { return new httplib::ThreadPool(256); };
-  svr.set_payload_max_length(static_cast<size_t>(cfg.max_body_bytes));
-  // httplib listens with a backlog of 5: clients that connect in bursts (after a 429, say)
-  // would find connections reset. The listening socket is remembered here and given a deep
-  // backlog once bound (listen() again on Linux changes it).
-  int listening = -1;
-  svr.set_socket_options([&listening](socket_t sock) {
-    httplib::default_socket_options(sock);
-    listening = sock;
+  raise_open_file_limit();
+  HttpLimits limits = cfg.http;
+  limits.max_body_bytes = cfg.max_body_bytes;
+  GuardedServer svr(limits, [](int status, const std::string& message) {
+    return error_json(message, error_type(status));
   });
-  svr.set_read_timeout(10, 0);
-  svr.set_write_timeout(10, 0);
-  svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
-    handle_completion(engine, tok, cfg, req, res);
+  const int64_t max_body = cfg.max_body_bytes;
+  svr.Post("/v1/completions", [&, max_body](const httplib::Request& req, httplib::Response& res,
+                                            const httplib::ContentReader& reader) {
+    std::string body;
+    if (read_body(req, reader, max_body, body, res)) handle_completion(engine, tok, cfg, body, res);
   });
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
@@ -239,7 +288,10 @@ int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& c
     res.set_content(prometheus(engine.metrics(), engine.state_bytes()),
                     "text/plain; version=0.0.4");
   });
-  svr.Post("/v1/conversations", [&](const httplib::Request&, httplib::Response& res) {
+  svr.Post("/v1/conversations", [&, max_body](const httplib::Request& req, httplib::Response& res,
+                                              const httplib::ContentReader& reader) {
+    std::string body;  // no fields yet; read so that the connection stays in step
+    if (!read_body(req, reader, max_body, body, res)) return;
     try {
       const std::string id = engine.create_conversation();
       res.set_content(dump({{"id", id}, {"object", "conversation"}, {"tokens", 0}}),
@@ -247,6 +299,15 @@ int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& c
     } catch (const Error& e) {
       send_error(res, 400, e.what());
     }
+  });
+  svr.Get("/v1/conversations", [&](const httplib::Request&, httplib::Response& res) {
+    json data = json::array();
+    for (const auto& c : engine.list_conversations())
+      data.push_back({{"id", c.id},
+                      {"object", "conversation"},
+                      {"tokens", c.tokens >= 0 ? json(c.tokens) : json(nullptr)},
+                      {"in_memory", c.in_memory}});
+    res.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
   });
   svr.Get(R"(/v1/conversations/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
     const std::string id = req.matches[1];
@@ -260,21 +321,39 @@ int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& c
                             {"state_bytes", engine.state_bytes()}}),
                       "application/json");
     } catch (const Error& e) {
-      send_error(res, 500, e.what(), "server_error");
+      send_error(res, 500, e.what());
     }
   });
   svr.Delete(
       R"(/v1/conversations/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
         const std::string id = req.matches[1];
-        if (!Engine::valid_id(id) || !engine.conversation(id))
-          return send_error(res, 404, "unknown conversation '" + id + "'");
-        if (!engine.delete_conversation(id))
-          return send_error(res, 409, "the conversation '" + id + "' is answering a request now");
-        res.set_content(dump({{"id", id}, {"object", "conversation.deleted"}, {"deleted", true}}),
-                        "application/json");
+        try {
+          const auto d =
+              Engine::valid_id(id) ? engine.delete_conversation(id) : Engine::Deleted::kUnknown;
+          if (d == Engine::Deleted::kUnknown)
+            return send_error(res, 404, "unknown conversation '" + id + "'");
+          if (d == Engine::Deleted::kBusy)
+            return send_error(res, 409, "the conversation '" + id + "' is answering a request now");
+          res.set_content(dump({{"id", id}, {"object", "conversation.deleted"}, {"deleted", true}}),
+                          "application/json");
+        } catch (const Error& e) {
+          send_error(res, 500, e.what());
+        }
       });
-  // httplib's own refusals (no route, a body too large or without a length) get a message in
-  // the same format; the handlers' errors keep theirs.
+  // A handler's unexpected exception is a 500 with a message, never a dropped connection.
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                               std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, 500, "internal error: " + what);
+  });
+  // httplib's own refusals (no route, a body too large, a malformed request) get a message
+  // in the same format; the handlers' errors keep theirs.
   svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413)
@@ -283,36 +362,15 @@ int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& c
       send_error(res, 404, "no such endpoint");
     else
       send_error(res, res.status,
-                 "the request was refused (HTTP " + std::to_string(res.status) +
-                     "): a POST needs a body with its Content-Length");
+                 "the request was refused (HTTP " + std::to_string(res.status) + ")");
   });
 
-  // SIGINT / SIGTERM (blocked in every thread: block_stop_signals) are taken by this one.
-  sigset_t signals = stop_signals();
-  std::thread stopper([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    svr.stop();
-  });
-  int port = cfg.port;
-  if (port == 0) {
-    port = svr.bind_to_any_port(cfg.host);
-  } else if (!svr.bind_to_port(cfg.host, port)) {
-    pthread_kill(stopper.native_handle(), SIGTERM);
-    stopper.join();
-    throw Error("serve: cannot listen on " + cfg.host + ":" + std::to_string(port) +
-                " (in use, or not an address of this machine)");
-  }
-  if (port < 0) throw Error("serve: cannot listen on " + cfg.host);
-  if (listening >= 0) ::listen(listening, 4096);
+  const StopOnSignal stopper(svr);
+  const int port = svr.bind_listener(cfg.host, cfg.port);
   std::printf("logattn serve: listening on http://%s:%d (model %s)\n", cfg.host.c_str(), port,
               cfg.model_name.c_str());
   std::fflush(stdout);
   svr.listen_after_bind();
-  if (stopper.joinable()) {
-    pthread_kill(stopper.native_handle(), SIGTERM);
-    stopper.join();
-  }
   std::printf("logattn serve: stopped\n");
   return 0;
 }

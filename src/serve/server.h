@@ -1,6 +1,6 @@
 // `logattn serve`: an HTTP server (cpp-httplib) in OpenAI's completions format over the
 // engine (serve/engine.h): POST /v1/completions (stream: server-sent events), conversations
-// (POST /v1/conversations, GET / DELETE /v1/conversations/{id}), GET /health,
+// (POST / GET /v1/conversations, GET / DELETE /v1/conversations/{id}), GET /health,
 // GET /v1/models, GET /metrics (Prometheus text).
 #pragma once
 
@@ -8,6 +8,7 @@
 #include <string>
 
 #include "serve/engine.h"
+#include "serve/http.h"
 
 namespace logattn::serve {
 
@@ -18,6 +19,7 @@ struct ServerConfig {
   int64_t max_tokens = 4096;          // the largest max_tokens a request may ask for
   int64_t max_prompt_tokens = 65536;  // longer prompts are refused
   int64_t max_body_bytes = 1 << 20;   // larger bodies get 413
+  HttpLimits http;                    // connections: sizes, times, threads
 };
 
 // Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards;
