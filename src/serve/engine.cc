@@ -164,6 +164,11 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfi
         }
       }
     }
+    // A marker beside a state is stale: the state holds the conversation.
+    for (const auto& [id, c] : conversations_) {
+      std::error_code ec;
+      if (c.tokens < 0) fs::remove(empty_path(id), ec);
+    }
   }
   thread_ = std::thread([this] { run(); });
 }

@@ -28,10 +28,20 @@ void send_error(httplib::Response& res, int status, const std::string& message,
   res.set_content(error_json(message, type ? type : error_type(status)), "application/json");
 }
 
+void send_too_large(httplib::Response& res, int64_t max_bytes) {
+  send_error(res, 413,
+             "the request body is larger than this server accepts (" + std::to_string(max_bytes) +
+                 " bytes; see --max-body-kb)");
+}
+
 // A POST's body, read whatever its Content-Type says (JSON is JSON) and whatever its
 // transfer encoding, up to the limit; false (with 413 sent) past it.
 bool read_body(const httplib::Request& req, const httplib::ContentReader& reader,
                int64_t max_bytes, std::string& body, httplib::Response& res) {
+  // A request with neither a length nor chunks has no body (RFC 9112, 6.3).
+  if (!req.has_header("Content-Length") &&
+      req.get_header_value("Transfer-Encoding").find("chunked") == std::string::npos)
+    return true;
   bool too_large = false;
   const bool ok = reader([&](const char* data, size_t n) {
     if (static_cast<int64_t>(body.size() + n) > max_bytes) {
@@ -41,17 +51,9 @@ bool read_body(const httplib::Request& req, const httplib::ContentReader& reader
     body.append(data, n);
     return true;
   });
-  // httplib refuses a declared length over the limit before reading.
-  const std::string declared = req.get_header_value("Content-Length");
-  if (!too_large && !ok && !declared.empty() &&
-      declared.find_first_not_of("0123456789") == std::string::npos &&
-      (declared.size() > 18 || std::stoll(declared) > max_bytes))
-    too_large = true;
   if (!ok) close_connection_after_response();  // the rest of the body is still unread
   if (too_large) {
-    send_error(res, 413,
-               "the request body is larger than this server accepts (" +
-                   std::to_string(max_bytes) + " bytes; see --max-body-kb)");
+    send_too_large(res, max_bytes);
     return false;
   }
   if (!ok) {
@@ -340,6 +342,19 @@ int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& c
           send_error(res, 500, e.what());
         }
       });
+  // A declared length over the limit is refused before any of the body is read.
+  svr.set_pre_routing_handler([max_body](const httplib::Request& req, httplib::Response& res) {
+    const std::string declared = req.get_header_value("Content-Length");
+    if (declared.empty() || (declared.find_first_not_of("0123456789") == std::string::npos &&
+                             declared.size() <= 18 && std::stoll(declared) <= max_body))
+      return httplib::Server::HandlerResponse::Unhandled;
+    close_connection_after_response();
+    if (declared.find_first_not_of("0123456789") != std::string::npos)
+      send_error(res, 400, "the Content-Length header is not a number");
+    else
+      send_too_large(res, max_body);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   // A handler's unexpected exception is a 500 with a message, never a dropped connection.
   svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
                                std::exception_ptr ep) {

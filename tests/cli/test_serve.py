@@ -40,7 +40,7 @@ def run(*args, timeout=120):
                           timeout=timeout)
 
 
-def curl(url, body=None, method=None, data_file=None):
+def curl(url, body=None, method=None, data_file=None, timeout=120):
     """(status, parsed JSON or text) of one request through curl."""
     cmd = [CURL, "-s", "-w", "\n%{http_code}", url]
     if body is not None:
@@ -50,7 +50,7 @@ def curl(url, body=None, method=None, data_file=None):
         cmd += ["--data-binary", "@" + data_file]
     if method:
         cmd += ["-X", method]
-    out = subprocess.run(cmd, capture_output=True, encoding="utf-8", timeout=120).stdout
+    out = subprocess.run(cmd, capture_output=True, encoding="utf-8", timeout=timeout).stdout
     text, status = out.rsplit("\n", 1)
     try:
         return int(status), json.loads(text)
