@@ -32,6 +32,7 @@ int run_bench_allreduce(const AllreduceConfig& c, const OptionTable& table) {
     throw Error(
         "bench allreduce: run it under mpirun with two or more processes, e.g. mpirun -np 2 "
         "logattn bench allreduce (add --mca btl tcp,self for TCP)");
+  dist.require_same(table.items(), "bench allreduce");
   if (c.rounds < 1 || c.rounds > 100) throw Error("bench allreduce: --rounds must be in [1, 100]");
   if (!(c.mb >= 0 && c.mb <= 16384)) throw Error("bench allreduce: --mb must be in [0, 16384]");
   const int64_t floats = c.mb > 0 ? static_cast<int64_t>(c.mb * 1048576 / 4)

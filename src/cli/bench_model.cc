@@ -22,6 +22,7 @@
 #include "ops/matmul.h"
 #include "train/adamw.h"
 #include "train/step.h"
+#include "util/checked.h"
 #include "util/memory.h"
 
 namespace logattn::cli {
@@ -126,6 +127,14 @@ int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
   if (c.batch < 1 || c.context < 1 || c.steps < 1)
     throw Error("bench train: --batch, --context and --steps must be at least 1");
   if (c.rounds < 1 || c.rounds > 100) throw Error("bench train: --rounds must be in [1, 100]");
+  train::Dist::get().require_same(table.items(), "bench train");
+  {
+    // The largest buffers: the logits, and the random tokens the steps draw from.
+    const auto mc = model::ModelConfig::preset(c.preset);
+    util::checked_product({c.batch, c.context, mc.vocab}, "bench train: batch x context x vocab");
+    util::checked_product({4, c.batch, c.context, train::Dist::get().size()},
+                          "bench train: the random tokens (4 x batch x context x processes)");
+  }
   if (!c.json && train::Dist::get().root())
     fmt::print("logattn bench train\nconfig: {}\n", table.describe() + " " + machine_config());
   std::fflush(stdout);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace logattn::cli {
@@ -52,6 +53,14 @@ class OptionTable {
     for (const auto& e : entries_)
       s += fmt::format("{}{}={}", s.empty() ? "" : " ", e.name, e.value());
     return s;
+  }
+
+  // ("--name", value) for every option, in declaration order: what processes of one job
+  // compare.
+  std::vector<std::pair<std::string, std::string>> items() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& e : entries_) out.emplace_back("--" + e.name, e.value());
+    return out;
   }
 
  private:

@@ -63,6 +63,9 @@ void declare_train_options(OptionTable& t, train::TrainConfig& c) {
 // Under mpirun, rank 0 alone prints; the others train silently.
 train::TrainResult train_with_progress(const train::TrainConfig& c, const OptionTable& table) {
   const auto& dist = train::Dist::get();
+  // Before anything else: processes started with different options would hang, crash in MPI
+  // or mix settings silently.
+  dist.require_same(table.items(), "train");
   if (!dist.root()) return train::run_training(c, [](const train::StepReport&) {});
   fmt::print("logattn train\nconfig: {} processes={} global-batch={}\n{}\n",
              table.describe() + " " + machine_config(), dist.size(),

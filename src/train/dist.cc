@@ -180,6 +180,75 @@ void Dist::broadcast(std::string& s) const {
   broadcast(s.data(), n);
 }
 
+std::vector<std::string> Dist::all_gather(const std::string& s) const {
+  if (size_ == 1) return {s};
+  std::vector<std::string> out(static_cast<size_t>(size_));
+#ifdef LOGATTN_MPI
+  if (s.size() > static_cast<size_t>(kPiece)) throw Error("all_gather: more than 2^30 bytes");
+  const int n = static_cast<int>(s.size());
+  std::vector<int> sizes(static_cast<size_t>(size_)), offsets(static_cast<size_t>(size_));
+  check(MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+  int64_t total = 0;
+  for (int r = 0; r < size_; ++r) {
+    offsets[r] = static_cast<int>(total);
+    total += sizes[r];
+    if (total > kPiece) throw Error("all_gather: more than 2^30 bytes in all");
+  }
+  std::string all(static_cast<size_t>(total), '\0');
+  check(MPI_Allgatherv(s.data(), n, MPI_CHAR, all.data(), sizes.data(), offsets.data(), MPI_CHAR,
+                       MPI_COMM_WORLD),
+        "MPI_Allgatherv");
+  for (int r = 0; r < size_; ++r) out[r] = all.substr(offsets[r], sizes[r]);
+#endif
+  return out;
+}
+
+namespace {
+
+// Items as one string: each name and value preceded by its length, so that no byte of a value
+// (a path with newlines) can be taken for a separator.
+std::string encode(const Dist::Items& items) {
+  std::string s;
+  for (const auto& [name, value] : items)
+    for (const auto* x : {&name, &value}) s += std::to_string(x->size()) + ":" + *x;
+  return s;
+}
+
+Dist::Items decode(const std::string& s) {
+  Dist::Items items;
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < s.size();) {
+    const size_t colon = s.find(':', i);
+    if (colon == std::string::npos) break;
+    const size_t n = std::stoull(s.substr(i, colon - i));
+    parts.push_back(s.substr(colon + 1, n));
+    i = colon + 1 + n;
+  }
+  for (size_t i = 0; i + 1 < parts.size(); i += 2) items.emplace_back(parts[i], parts[i + 1]);
+  return items;
+}
+
+}  // namespace
+
+void Dist::require_same(const Items& items, const std::string& what) const {
+  if (size_ == 1) return;
+  const auto all = all_gather(encode(items));
+  const Items first = decode(all[0]);
+  for (int r = 1; r < size_; ++r) {
+    if (all[r] == all[0]) continue;
+    const Items other = decode(all[r]);
+    for (size_t i = 0; i < std::max(first.size(), other.size()); ++i) {
+      const std::string name = i < first.size() ? first[i].first : other[i].first;
+      const std::string a = i < first.size() ? first[i].second : "(none)";
+      const std::string b = i < other.size() ? other[i].second : "(none)";
+      if (i < first.size() && i < other.size() && first[i] == other[i]) continue;
+      throw Error(what + ": the processes of this job differ: " + name + " is '" + a +
+                  "' on rank 0 but '" + b + "' on rank " + std::to_string(r) +
+                  "; every process must be started with the same options and files");
+    }
+  }
+}
+
 void Dist::barrier() const {
 #ifdef LOGATTN_MPI
   if (size_ > 1) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");

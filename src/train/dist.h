@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace logattn::train {
 
@@ -45,6 +47,15 @@ class Dist {
   void broadcast(void* bytes, int64_t n) const;
   void broadcast(std::string& s) const;
   void barrier() const;
+  // Every process's s, in rank order.
+  std::vector<std::string> all_gather(const std::string& s) const;
+
+  // Named values that must be the same on every process (options, the model's
+  // configuration). Called by every process at the same point; throws logattn::Error on
+  // every process, with the same message naming the first value that differs, its value on
+  // rank 0 and on the first process where it differs. `what` names the operation.
+  using Items = std::vector<std::pair<std::string, std::string>>;
+  void require_same(const Items& items, const std::string& what) const;
 
   ~Dist();
   Dist(const Dist&) = delete;

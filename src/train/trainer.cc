@@ -201,6 +201,14 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   std::string ckpt_tokenizer;
   model::Model m = make_model(c, &ckpt_tokenizer);
   const std::string tok_name = resolve_tokenizer(c.tokenizer, ckpt_tokenizer, m.config().vocab);
+  // The model as each process built it (--init and --model-config name files, which may
+  // differ between machines).
+  Dist::Items model_items;
+  const nlohmann::json model_json = m.config().to_json();
+  for (const auto& [key, value] : model_json.items())
+    model_items.emplace_back("the model's " + key, value.dump());
+  model_items.emplace_back("the tokenizer", tok_name);
+  dist.require_same(model_items, "train");
   const nlohmann::json train_config = train_config_json(c, tok_name, dist.size());
   const int64_t T = c.context > 0 ? c.context : m.config().context;
   // The logits of a micro-batch are the largest buffer: batch x context x vocab floats.

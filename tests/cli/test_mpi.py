@@ -5,6 +5,7 @@ killed rank stops the job with the last checkpoint intact, and --resume continue
 never stopped; bad set-ups (another process count on resume, different data on the ranks,
 a rank that cannot read its data) are clear errors that end the job."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,9 +28,23 @@ def mpirun_args(np, tcp=False):
     return args
 
 
-def mpmd(rank0, rank1):
-    """One process of each command line in one job (mpirun's A : B)."""
-    return mpirun_args(1) + rank0 + [":", "-np", "1", "-x", "OMP_NUM_THREADS=1"] + rank1
+def mpmd(rank0, rank1, wdirs=None):
+    """One process of each command line in one job (mpirun's A : B), each in its own working
+    folder when wdirs are given."""
+    w0, w1 = (["-wdir", wdirs[0]], ["-wdir", wdirs[1]]) if wdirs else ([], [])
+    return (mpirun_args(1) + w0 + rank0 + [":", "-np", "1", "-x", "OMP_NUM_THREADS=1"] + w1 +
+            rank1)
+
+
+def with_option(cmd, option, value=None):
+    """cmd with option set to value (replacing the value it has), or the flag added."""
+    cmd = list(cmd)
+    if value is None:
+        return cmd + [option]
+    if option in cmd:
+        cmd[cmd.index(option) + 1] = value
+        return cmd
+    return cmd + [option, value]
 
 
 def run(cmd, timeout=300):
@@ -157,27 +172,94 @@ class Mpi(unittest.TestCase):
         self.assertIn("mpirun -np 2", r.stderr)
 
     def test_bad_setups_are_clear_errors_that_end_the_job(self):
-        other = os.path.join(self.dir, "other.bin")
+        # The same command line in two working folders: train.bin there holds the same ids
+        # in reverse order on rank 1, and is missing on rank 1.
+        a, b, c = (os.path.join(self.dir, x) for x in ("a", "b", "c"))
+        for d in (a, b, c):
+            os.mkdir(d)
         ids = read(os.path.join(self.tokens, "train.bin"))
-        with open(other, "wb") as f:  # the same ids in reverse order
+        with open(os.path.join(a, "train.bin"), "wb") as f:
+            f.write(ids)
+        with open(os.path.join(b, "train.bin"), "wb") as f:
             f.write(b"".join(ids[i:i + 2] for i in range(len(ids) - 2, -1, -2)))
         out = os.path.join(self.dir, "bad")
-        rank0 = self.train(out, "--batch", "2", "--steps", "5")
-        # Each rank its own command line (MPMD): rank 1 reads other tokens.
-        rank1 = [other if a.endswith("train.bin") else a for a in rank0]
-        r = run(mpmd(rank0, rank1), timeout=120)
+        cmd = [x if not x.endswith("train.bin") else "train.bin"
+               for x in self.train(out, "--batch", "2", "--steps", "5")]
+        cmd[0] = os.path.abspath(LOGATTN)
+        r = run(mpmd(cmd, cmd, wdirs=(a, b)), timeout=120)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("training tokens differ between processes", r.stderr)
-        missing = os.path.join(self.dir, "missing.bin")
-        rank1 = [missing if a.endswith("train.bin") else a for a in rank0]
-        r = run(mpmd(rank0, rank1), timeout=120)
+        r = run(mpmd(cmd, cmd, wdirs=(a, c)), timeout=120)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("logattn: error (rank 1 of 2)", r.stderr)
-        self.assertIn(missing, r.stderr)
+        self.assertIn("train.bin", r.stderr)
         # Not started by mpirun, bench allreduce says how to run it.
         r = run([LOGATTN, "bench", "allreduce"])
         self.assertEqual(r.returncode, 1)
         self.assertIn("run it under mpirun", r.stderr)
+
+    def differing(self, rank0, rank1, timeout=60):
+        """Runs one job of two command lines; returns its result after checking that it ended
+        at once with the options' message on both processes."""
+        t0 = time.time()
+        r = run(mpmd(rank0, rank1), timeout=timeout)
+        self.assertEqual(r.returncode, 1, r.stderr[-2000:])
+        self.assertLess(time.time() - t0, timeout)
+        for rank in (0, 1):
+            self.assertIn(f"logattn: error (rank {rank} of 2): ", r.stderr)
+        self.assertIn("the processes of this job differ", r.stderr)
+        return r
+
+    def test_processes_started_with_different_options_stop_at_once_naming_the_option(self):
+        out = os.path.join(self.dir, "mixed")
+        base = self.train(out, "--batch", "4", "--steps", "4", "--eval-every", "2")
+        # Each of these hung, crashed inside MPI or mixed settings silently.
+        for option, one, other in [("--steps", "8", "4"), ("--preset", "small", "tiny"),
+                                   ("--eval-every", "3", "2"), ("--batch", "3", "4"),
+                                   ("--context", "8", "16"), ("--accum", "2", "1"),
+                                   ("--attention", "softmax", "log"), ("--clip", "0", "1")]:
+            r = self.differing(with_option(base, option, one), with_option(base, option, other))
+            self.assertIn(f"{option} is '{one}' on rank 0 but '{other}' on rank 1", r.stderr)
+        r = self.differing(base + ["--overlap-reduce"], base)
+        self.assertIn("--overlap-reduce is 'true' on rank 0 but 'false' on rank 1", r.stderr)
+        # The model as built from files: the same option, different files.
+        configs = []
+        for d_emb in (32, 64):
+            path = os.path.join(self.dir, f"config{d_emb}.json")
+            with open(path, "w") as f:
+                f.write('{"vocab": 256, "d_emb": %d, "n_heads": 2, "n_layers": 1, "d_key": 8, '
+                        '"d_val": 8, "context": 16}' % d_emb)
+            configs.append(path)
+        a, b = (os.path.join(self.dir, x) for x in ("wa", "wb"))
+        for d, path in ((a, configs[0]), (b, configs[1])):
+            os.mkdir(d)
+            shutil.copy(path, os.path.join(d, "model.json"))
+        cmd = [os.path.abspath(LOGATTN)] + base[1:] + ["--model-config", "model.json"]
+        r = run(mpmd(cmd, cmd, wdirs=(a, b)), timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr[-2000:])
+        self.assertIn("the model's d_emb is '32' on rank 0 but '64' on rank 1", r.stderr)
+
+    def test_every_option_of_train_is_compared_across_processes(self):
+        # Every option `train --help` lists (the option table), given another value on rank 1:
+        # an option added later cannot be forgotten.
+        help_text = run([LOGATTN, "train", "--help"]).stdout
+        options = re.findall(r"^  (--[a-z0-9-]+)(?: (INT|UINT|FLOAT|TEXT))?", help_text, re.M)
+        self.assertGreater(len(options), 20)
+        out = os.path.join(self.dir, "every")
+        base = self.train(out, "--batch", "2", "--steps", "2")
+        values = {"INT": ("7", "9"), "UINT": ("7", "9"), "FLOAT": ("0.5", "0.25"),
+                  "TEXT": ("x1", "x2")}
+        for option, kind in options:
+            if option == "--help":
+                continue
+            if kind:
+                one, other = values[kind]
+                rank0, rank1 = with_option(base, option, one), with_option(base, option, other)
+            else:  # a flag
+                rank0, rank1 = with_option(base, option), base
+                one, other = "true", "false"
+            r = self.differing(rank0, rank1)
+            self.assertIn(f"{option} is '{one}' on rank 0 but '{other}' on rank 1", r.stderr)
 
 
 if __name__ == "__main__":
