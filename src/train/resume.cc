@@ -1,6 +1,11 @@
 #include "train/resume.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 
 #include "io/json.h"
@@ -122,6 +127,36 @@ KeptLog read_log(const std::string& path, int64_t step) {
     }
   }
   return kept;
+}
+
+LogAppender::LogAppender(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error("train: cannot open " + path + ": " + std::strerror(errno));
+}
+
+LogAppender::~LogAppender() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void LogAppender::append(const std::string& line) {
+  const off_t before = ::lseek(fd_, 0, SEEK_END);
+  for (size_t done = 0; done < line.size();) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = n < 0 ? std::strerror(errno) : "nothing written";
+      if (before < 0 || ::ftruncate(fd_, before) != 0)
+        throw Error("train: cannot write " + path_ + " (" + why +
+                    ") nor remove the part of a line written; remove the last line by hand");
+      throw Error("train: cannot write " + path_ + " (" + why + "; disk full?)");
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+void LogAppender::sync() {
+  if (::fdatasync(fd_) != 0)
+    throw Error("train: cannot write " + path_ + " to disk: " + std::strerror(errno));
 }
 
 }  // namespace logattn::train

@@ -41,4 +41,25 @@ struct KeptLog {
 };
 KeptLog read_log(const std::string& path, int64_t step);
 
+// log.jsonl, appended a whole line at a time: a write that fails (disk full) is undone, so
+// the file never ends in a cut line. Lines are written before the checkpoint of their step
+// is renamed into place, so a resumed run (which keeps the lines up to its step) finds each
+// of its steps' lines exactly once, whenever the previous run was killed.
+class LogAppender {
+ public:
+  explicit LogAppender(const std::string& path);  // throws logattn::Error
+  ~LogAppender();
+  LogAppender(const LogAppender&) = delete;
+  LogAppender& operator=(const LogAppender&) = delete;
+
+  // Throws logattn::Error naming the file, the file as it was before the call.
+  void append(const std::string& line);
+  // The lines written so far reach the disk (before a checkpoint that follows them).
+  void sync();
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 }  // namespace logattn::train

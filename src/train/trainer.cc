@@ -19,6 +19,7 @@
 #include "train/resume.h"
 #include "train/step.h"
 #include "util/checked.h"
+#include "util/kill_point.h"
 
 namespace logattn::train {
 
@@ -257,11 +258,11 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
                 ": nothing to train; give a larger --steps to continue it");
   // The log restarts with the run, or continues up to the resumed step.
   KeptLog kept;
-  std::ofstream log;
+  std::optional<LogAppender> log;
   if (root) {
     if (c.resume) kept = read_log(log_path, step);
     io::write_file_atomic(log_path, kept.text);
-    log.open(log_path, std::ios::app);
+    log.emplace(log_path);
   }
   Series& train_series = kept.train;
   Series& val_series = kept.val;
@@ -322,24 +323,26 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
         r.val_loss = val_loss;
       }
       r.evaluated = true;
-      if (root) {
+    }
+    if (root) {
+      // The step's line first, then its checkpoint: killed between the two, the run resumes
+      // from the previous checkpoint and drops the lines after it (read_log).
+      log->append(line.dump() + "\n");
+      util::kill_point("log", step);
+      if (eval_now) {
+        log->sync();
         // Both files written whole before either is renamed: a failed write (disk full)
         // leaves the previous pair, never a checkpoint and a resume file of different steps.
         auto ckpt_file =
             model::stage_checkpoint(ckpt, m, tok_name, {{"step", std::to_string(step)}});
         auto resume_file = stage_resume(resume, m, opt, sampler, train_config, step);
         ckpt_file->commit();
+        util::kill_point("checkpoint", step);
         resume_file->commit();
+        util::kill_point("resume", step);
         io::write_file_atomic(c.out + "/loss.svg",
                               loss_svg(train_series, val_series, "logattn: " + c.out));
       }
-    }
-    if (root) {
-      log << line.dump() << "\n";
-      log.flush();
-      if (!log)
-        throw Error("train: cannot write " + log_path + " (disk full?) at step " +
-                    std::to_string(step));
       report(r);
     }
     res.last_loss = sr.loss;

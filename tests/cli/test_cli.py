@@ -523,12 +523,44 @@ class Cli(unittest.TestCase):
         self.assertLess(logged(out), 600)
         r = run(*cmd, timeout=900)
         self.assertEqual(r.returncode, 0, r.stderr)
+        # The log: every step's line exactly once, each with its validation loss.
+        self.assertEqual(self.log_lines(out), self.log_lines(straight))
         a, _ = safetensors_io.load(os.path.join(straight, "model.safetensors"))
         b, _ = safetensors_io.load(os.path.join(out, "model.safetensors"))
         self.assertEqual(sorted(a), sorted(b))
         for name in a:
             self.assertTrue((a[name] == b[name]).all(), name)
         self.assertEqual([f for f in os.listdir(out) if ".tmp." in f], [])
+
+    @staticmethod
+    def log_lines(out):
+        """(step, loss, val_loss) of every line of out's log.jsonl, in order."""
+        import json
+        with open(os.path.join(out, "log.jsonl")) as f:
+            text = f.read()
+        assert text.endswith("\n"), "a cut last line"
+        return [(j["step"], j["loss"], j.get("val_loss"))
+                for j in (json.loads(line) for line in text.splitlines())]
+
+    def test_kills_around_each_rename_keep_every_line_of_the_log_exactly_once(self):
+        # A kill just after the step's line is written, after the checkpoint's rename and after
+        # the resume file's, at an evaluation step; then --resume. The log is the uninterrupted
+        # run's: every step once, validation lines included, no cut line.
+        def args(out):
+            return list(self.tiny_train(out, "--eval-every", "2", "--steps", "6"))
+        straight = os.path.join(self.dir, "straight")
+        r = run(*args(straight))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = self.log_lines(straight)
+        self.assertEqual([s for s, _, v in want if v is not None], [2, 4, 6])
+        for point in ("log", "checkpoint", "resume"):
+            out = os.path.join(self.dir, "killed-" + point)
+            r = subprocess.run([LOGATTN, *args(out)], capture_output=True, encoding="latin-1",
+                               timeout=120, env=dict(os.environ, LOGATTN_KILL_AT=point + ":4"))
+            self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
+            r = run(*args(out), "--resume")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(self.log_lines(out), want, point)
 
 
 if __name__ == "__main__":
