@@ -134,6 +134,7 @@ PYBIND11_MODULE(_logattn, m) {
                                    " and d_val " + std::to_string(d_val) + " need " +
                                    std::to_string(s.floats_per_head()));
             std::copy(raw.data(), raw.data() + raw.size(), s.data().begin());
+            s.check_values("State.from_raw");
             return s;
           },
           py::arg("raw"), py::arg("d_key"), py::arg("d_val"), py::arg("log_values") = false,

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "logattn/error.h"
@@ -32,9 +33,12 @@ struct AttentionOptions {
   bool causal = true;
   Values values = Values::kSigned;
   // Tokens per chunk of the parallel path: the intra-chunk part is a masked chunk x chunk
-  // matrix product. Results do not depend on it beyond float rounding.
+  // matrix product. Results do not depend on it beyond float rounding. At most kMaxChunk.
   int64_t chunk = 64;
 };
+
+// The largest chunk: its chunk x chunk buffers (64 MiB at 4096) stay within any machine.
+inline constexpr int64_t kMaxChunk = 4096;
 
 // Constant-size state of batch x heads attention heads, after some number of keys.
 // Per head: m [dk] (running maximum of each key feature), z [dk], s [dk, dv] (sums scaled by
@@ -54,6 +58,10 @@ class AttentionState {
   void set_tokens(int64_t n) { tokens_ = n; }
   // Forget every key: back to the empty sum (log 0 = -inf), as the reference starts.
   void reset();
+  // Throws logattn::Error naming op and the first bad value, for a state that no sequence of
+  // keys could have made: m or c NaN or +inf, z negative or not finite, s not finite, a
+  // negative token count. States from outside (raw storage, files) are checked with it.
+  void check_values(const std::string& op) const;
 
   // Floats per head, and the raw storage [B, H, floats_per_head] in the order m, z, c, s.
   int64_t floats_per_head() const { return 2 * d_key_ + d_val_ + d_key_ * d_val_; }

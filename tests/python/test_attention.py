@@ -202,6 +202,25 @@ class NumpyInterface(unittest.TestCase):
         bad[0, 0, 0, 0] = np.nan
         with self.assertRaisesRegex(ValueError, "k has a non-finite value"):
             logattn.forward(self.q, bad, self.v)
+        # Sizes from the caller are ranges, not allocations (2^62 ended the interpreter).
+        for chunk in (0, -1, 2**62, 4097):
+            with self.assertRaisesRegex(ValueError, r"chunk must be in \[1, 4096\]"):
+                logattn.forward(self.q, self.k, self.v, chunk=chunk)
+            with self.assertRaisesRegex(ValueError, r"chunk must be in \[1, 4096\]"):
+                logattn.backward(self.q, self.k, self.v, self.q, self.q[..., 0], self.q,
+                                 chunk=chunk)
+        hs = np.zeros((1, 1, 2, 2), np.float32)
+        hz = np.zeros((1, 1, 2), np.float32)
+        with self.assertRaisesRegex(ValueError, "tokens must be at least 0"):
+            logattn.State.from_log_space(hs, hz, tokens=-5)
+        # A state no keys could make: NaN, +inf, a negative normaliser.
+        st = logattn.State(1, 1, 2, 2)
+        for index, value, message in [(-1, np.nan, r"s\[3\] = nan"), (0, np.inf, "m is finite"),
+                                      (2, -1.0, "z is finite and >= 0")]:
+            raw = st.raw()
+            raw[0, 0, index] = value
+            with self.assertRaisesRegex(ValueError, message):
+                logattn.State.from_raw(raw, 2, 2)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,13 @@ class Forward(unittest.TestCase):
             torch.ops.logattn.attention(q, k, v, True, False, torch.zeros(2, 3, 5))
         with self.assertRaisesRegex(ValueError, "floating-point"):
             torch.ops.logattn.attention(q.long(), k, v)
+        # A NaN or inf inside the state carried in is refused, as in q, k, v.
+        for value in (float("nan"), float("inf")):
+            state = torch.zeros(q.shape[0], q.shape[1], 2 * q.shape[3] + v.shape[3] +
+                                q.shape[3] * v.shape[3])
+            state[0, 0, -1] = value
+            with self.assertRaisesRegex(ValueError, "s is finite"):
+                torch.ops.logattn.attention(q, k, v, True, False, state)
 
 
 def gradcheck_inputs(seed, log_values):

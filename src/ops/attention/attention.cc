@@ -66,6 +66,12 @@ void expect_finite(const char* op, const char* name, std::span<const float> x, i
   }
 }
 
+void expect_chunk(const char* op, int64_t chunk) {
+  if (chunk < 1 || chunk > kMaxChunk)
+    throw Error(std::string(op) + ": chunk must be in [1, " + std::to_string(kMaxChunk) +
+                "], got " + std::to_string(chunk));
+}
+
 void check_dims(const char* op, const AttentionOptions& opt, const AttentionDims& dm) {
   expect_positive(op, "batch", dm.batch);
   expect_positive(op, "heads", dm.heads);
@@ -73,7 +79,7 @@ void check_dims(const char* op, const AttentionOptions& opt, const AttentionDims
   expect_positive(op, "n_k", dm.n_k);
   expect_positive(op, "d_key", dm.d_key);
   expect_positive(op, "d_val", dm.d_val);
-  expect_positive(op, "chunk", opt.chunk);
+  expect_chunk(op, opt.chunk);
   if (opt.causal && dm.n_q != dm.n_k)
     throw Error(std::string(op) + ": causal attention needs n_q == n_k, got n_q = " +
                 std::to_string(dm.n_q) + ", n_k = " + std::to_string(dm.n_k));
@@ -89,6 +95,7 @@ void check_state(const char* op, const AttentionState& st, int64_t b, int64_t h,
     throw Error(std::string(op) + ": state holds " +
                 (st.values() == Values::kLog ? "log-values" : "signed values") +
                 " but the call gives " + (values == Values::kLog ? "log-values" : "signed values"));
+  st.check_values(op);
 }
 
 HeadState head_state(AttentionState& st, int64_t bh) {
@@ -221,7 +228,7 @@ void attention_add_keys(std::span<const float> k, std::span<const float> v, int6
   const char* op = "attention_add_keys";
   const int64_t B = state.batch(), H = state.heads(), dk = state.d_key(), dv = state.d_val();
   expect_positive(op, "n", n);
-  expect_positive(op, "chunk", chunk);
+  expect_chunk(op, chunk);
   const bool log_values = state.values() == Values::kLog;
   expect_size(op, "k", k.size(), {B, H, n, dk});
   expect_size(op, "v", v.size(), {B, H, n, dv});

@@ -64,6 +64,28 @@ void AttentionState::to_log_space(std::span<float> h_s, std::span<float> h_z) co
   }
 }
 
+void AttentionState::check_values(const std::string& op) const {
+  if (tokens_ < 0)
+    throw Error(op + ": the state's token count is negative (" + std::to_string(tokens_) + ")");
+  const int64_t dk = d_key_, dv = d_val_;
+  auto bad = [&](int64_t bh, const char* part, int64_t i, float x, const char* rule) {
+    throw Error(op + ": the state of head " + std::to_string(bh % heads_) + " of batch " +
+                std::to_string(bh / heads_) + " has " + part + "[" + std::to_string(i) +
+                "] = " + std::to_string(x) + "; " + rule);
+  };
+  for (int64_t bh = 0; bh < batch_ * heads_; ++bh) {
+    const auto h = head(bh);
+    for (int64_t i = 0; i < dk; ++i) {
+      if (std::isnan(h.m[i]) || h.m[i] == INFINITY) bad(bh, "m", i, h.m[i], "m is finite or -inf");
+      if (!std::isfinite(h.z[i]) || h.z[i] < 0) bad(bh, "z", i, h.z[i], "z is finite and >= 0");
+    }
+    for (int64_t j = 0; j < dv; ++j)
+      if (std::isnan(h.c[j]) || h.c[j] == INFINITY) bad(bh, "c", j, h.c[j], "c is finite or -inf");
+    for (int64_t i = 0; i < dk * dv; ++i)
+      if (!std::isfinite(h.s[i])) bad(bh, "s", i, h.s[i], "s is finite");
+  }
+}
+
 AttentionState AttentionState::from_log_space(int64_t batch, int64_t heads, int64_t d_key,
                                               int64_t d_val, Values values,
                                               std::span<const float> h_s,
@@ -80,6 +102,9 @@ AttentionState AttentionState::from_log_space(int64_t batch, int64_t heads, int6
   for (float x : h_z)
     if (std::isnan(x) || x == INFINITY)
       throw Error("AttentionState::from_log_space: h_z has NaN or +inf");
+  if (tokens < 0)
+    throw Error("AttentionState::from_log_space: tokens must be at least 0, got " +
+                std::to_string(tokens));
   st.tokens_ = tokens;
   for (int64_t bh = 0; bh < n; ++bh) {
     const auto [m, z, c, s] = st.head(bh);
