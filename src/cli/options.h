@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -28,6 +29,24 @@ class OptionTable {
     e.attach = [flag, target, help = e.help](CLI::App* app) {
       if constexpr (std::is_same_v<T, bool>) {
         app->add_flag(flag, *target, help);
+      } else if constexpr (std::is_same_v<T, uint64_t>) {
+        // Whole numbers in [0, 2^64 - 1], all digits: CLI11 would take "-1" as 2^64 - 1 and
+        // saturate a larger number, so that two different seeds would give the same run.
+        app->add_option(flag, *target, help)
+            ->capture_default_str()
+            ->check(CLI::Validator(
+                [](std::string& s) -> std::string {
+                  const std::string max = "18446744073709551615";
+                  const bool digits =
+                      !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+                  const std::string t = digits ? s.substr(std::min(s.find_first_not_of('0'),
+                                                                   s.size() - 1))
+                                               : s;
+                  if (!digits || t.size() > max.size() || (t.size() == max.size() && t > max))
+                    return "'" + s + "' is not a whole number in [0, " + max + "]";
+                  return "";
+                },
+                "UINT64"));
       } else {
         app->add_option(flag, *target, help)->capture_default_str();
       }

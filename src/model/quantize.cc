@@ -1,6 +1,8 @@
 #include "model/quantize.h"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "logattn/error.h"
 #include "threading/parallel.h"
@@ -24,6 +26,14 @@ Model quantize_model(const Model& m, ops::WeightType type) {
     } else if (type == ops::WeightType::kBF16) {
       uint16_t* dst = q.bf16_store().data() + off;
       parallel_for(n, n, [&](int64_t j) { dst[j] = ops::to_bf16(src[j]); });
+      // bf16 keeps float32's exponent but rounds the mantissa: values within half a bf16 step
+      // of float32's largest round to infinity, which no checkpoint may hold.
+      for (int64_t j = 0; j < n; ++j)
+        if (!std::isfinite(ops::from_bf16(dst[j])))
+          throw Error("quantize: " + from[i].name + " holds " + std::to_string(src[j]) +
+                      " at element " + std::to_string(j) +
+                      ", which bf16 rounds to infinity: the bf16 checkpoint could not be "
+                      "loaded; use --type q8_0, or keep float32");
     } else {
       const int64_t rows = to[i].shape[0], cols = to[i].shape[1];
       parallel_for(rows, n, [&](int64_t r) {

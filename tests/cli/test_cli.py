@@ -83,6 +83,23 @@ class Cli(unittest.TestCase):
         r = run("tokenize", "--text", "hello", "--threads", "100000")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("--threads must be in [0, 1024]", r.stderr)
+        # bench train's sizes (a SIGSEGV in a forked child, hidden as "a measurement failed").
+        for args in (("--batch", "2305843009213693953"), ("--context", "9223372036854775807")):
+            r = run("bench", "train", "--preset", "tiny", "--steps", "1", *args)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("bench train: batch x context x vocab", r.stderr)
+            self.assertIn("is more than", r.stderr)
+
+    def test_seeds_are_whole_numbers_in_range(self):
+        # -1 was taken as 2^64 - 1 and 2^64 saturated: two seeds, one run.
+        for command in (("generate", "--prompt", "x"), self.tiny_train(self.dir + "/s")):
+            for seed in ("-1", "18446744073709551616", "1e3", "", "0x10"):
+                r = run(*command, "--seed", seed)
+                self.assertNotEqual(r.returncode, 0, (command, seed))
+                self.assertIn("--seed", r.stderr)
+                if seed:
+                    self.assertIn(f"'{seed}' is not a whole number in [0, 18446744073709551615]",
+                                  r.stderr)
 
     def test_bad_training_options_and_data_are_refused(self):
         out = os.path.join(self.dir, "run")
@@ -457,6 +474,18 @@ class Cli(unittest.TestCase):
             r = run("quantize", "--model", ck, *args)
             self.assertEqual(r.returncode, 1, args)
             self.assertIn(message, r.stderr)
+        # A weight that bf16 rounds to infinity: refused naming the tensor, nothing written
+        # (the file would not load).
+        tensors, metadata = safetensors_io.load(ck)
+        name = next(n for n in sorted(tensors) if tensors[n].ndim == 2 and "emb" not in n)
+        tensors[name][0, 1] = 3.4e38
+        huge = os.path.join(self.dir, "huge.safetensors")
+        safetensors_io.save(huge, tensors, metadata)
+        r = run("quantize", "--model", huge, "--out", x, "--type", "bf16")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"quantize: {name} holds", r.stderr)
+        self.assertIn("which bf16 rounds to infinity", r.stderr)
+        self.assertFalse(os.path.exists(x))
         # The kernel variant can be forced (a CPU's fallback, on any CPU), and a bad name is an
         # error naming the variable.
         q = os.path.join(self.dir, "model-q8_0.safetensors")
