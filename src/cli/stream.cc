@@ -103,7 +103,7 @@ Runner add_stream_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "stream",
       "Stream tokens one at a time through the attention state; print time and memory "
-      "per token as the context grows (the default job)");
+      "per token as the context grows");
   auto cfg = std::make_shared<StreamConfig>();
   auto table = std::make_shared<OptionTable>();
   table->add("--tokens", &cfg->tokens, "tokens to stream")

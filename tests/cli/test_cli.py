@@ -41,6 +41,14 @@ class Cli(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--bogus", r.stderr)
 
+    def test_only_demo_calls_itself_the_default_job(self):
+        for command in ("demo", "train", "eval", "generate", "tokenize", "quantize", "serve",
+                        "stream"):
+            r = run(command, "--help")
+            self.assertEqual(r.returncode, 0, command)
+            self.assertEqual("default job" in r.stdout.replace("\n", " "), command == "demo",
+                             command)
+
     def test_matrix_product_backend_is_named_and_chosen_by_the_environment(self):
         def bench_sgemm(**env):
             e = dict(os.environ)
