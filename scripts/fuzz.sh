@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-20}
 JOBS=${2:-$(nproc)}
-TARGETS=(safetensors checkpoint model_config resume state tokens tokenizer gpt2_files completion_request)
+TARGETS=(safetensors checkpoint model_config resume state tokens tokenizer gpt2_files completion_request
+  http_request)
 export LOGATTN_GPT2_DIR=${LOGATTN_GPT2_DIR:-$PWD/build/gpt2}
 export OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 

@@ -354,7 +354,7 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
   {
     Connection conn(sock, limits_, error_body_);
     t_connection = &conn;
-    for (int64_t i = 0; i < limits_.keep_alive_requests && is_running(); ++i) {
+    for (int64_t i = 0; i < limits_.keep_alive_requests && !stopping_; ++i) {
       if (!conn.wait_for_request(i == 0 ? limits_.head_seconds : limits_.keep_alive_seconds))
         break;
       conn.start_request();

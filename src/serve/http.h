@@ -6,6 +6,7 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -42,6 +43,16 @@ class GuardedServer : public httplib::Server {
   // server on the same port is refused, not shared. Throws logattn::Error naming the cause.
   int bind_listener(const std::string& host, int port);
 
+  // Serves one connected socket until it closes, then closes it: the accept loop's work, and
+  // the fuzzer's way in.
+  void serve_connection(socket_t sock) { process_and_close_socket(sock); }
+
+  // Stops listening; connections finish the request in flight and take no other.
+  void shut_down() {
+    stopping_ = true;
+    stop();
+  }
+
  private:
   // httplib calls this once per accepted connection, on a worker of the task queue.
   bool process_and_close_socket(socket_t sock) override;
@@ -49,6 +60,7 @@ class GuardedServer : public httplib::Server {
   HttpLimits limits_;
   ErrorBody error_body_;
   int listening_ = -1;
+  std::atomic<bool> stopping_{false};
 };
 
 // Called from a handler: the connection closes once its response is written (a request whose

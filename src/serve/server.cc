@@ -244,12 +244,12 @@ namespace {
 // and stops the server; joined however serve() ends.
 class StopOnSignal {
  public:
-  explicit StopOnSignal(httplib::Server& svr)
+  explicit StopOnSignal(GuardedServer& svr)
       : thread_([&svr] {
           sigset_t signals = stop_signals();
           int sig = 0;
           sigwait(&signals, &sig);
-          svr.stop();
+          svr.shut_down();
         }) {}
   ~StopOnSignal() {
     pthread_kill(thread_.native_handle(), SIGTERM);
@@ -262,13 +262,8 @@ class StopOnSignal {
 
 }  // namespace
 
-int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& cfg) {
-  raise_open_file_limit();
-  HttpLimits limits = cfg.http;
-  limits.max_body_bytes = cfg.max_body_bytes;
-  GuardedServer svr(limits, [](int status, const std::string& message) {
-    return error_json(message, error_type(status));
-  });
+void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& tok,
+                const ServerConfig& cfg) {
   const int64_t max_body = cfg.max_body_bytes;
   svr.Post("/v1/completions", [&, max_body](const httplib::Request& req, httplib::Response& res,
                                             const httplib::ContentReader& reader) {
@@ -380,6 +375,24 @@ int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& c
                  "the request was refused (HTTP " + std::to_string(res.status) + ")");
   });
 
+}
+
+HttpLimits http_limits(const ServerConfig& cfg) {
+  HttpLimits limits = cfg.http;
+  limits.max_body_bytes = cfg.max_body_bytes;
+  return limits;
+}
+
+ErrorBody error_body() {
+  return [](int status, const std::string& message) {
+    return error_json(message, error_type(status));
+  };
+}
+
+int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& cfg) {
+  raise_open_file_limit();
+  GuardedServer svr(http_limits(cfg), error_body());
+  add_routes(svr, engine, tok, cfg);
   const StopOnSignal stopper(svr);
   const int port = svr.bind_listener(cfg.host, cfg.port);
   std::printf("logattn serve: listening on http://%s:%d (model %s)\n", cfg.host.c_str(), port,

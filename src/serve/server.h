@@ -26,6 +26,13 @@ struct ServerConfig {
 // call it first, so that serve() alone takes them.
 void block_stop_signals();
 
+// The endpoints above on svr, over engine (every handler's work), and what svr needs to be
+// made with for cfg.
+void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& tok,
+                const ServerConfig& cfg);
+HttpLimits http_limits(const ServerConfig& cfg);
+ErrorBody error_body();
+
 // Serves until SIGINT or SIGTERM, then returns 0. Prints "listening on http://host:port"
 // once listening (port 0: a free port, the one printed).
 int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& config);

@@ -9,7 +9,7 @@ BIN=$(realpath "${1:-../../build/logattn}")
 C=corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-rm -rf "$C" && mkdir -p "$C"/{safetensors,checkpoint,model_config,resume,state,tokens,tokenizer,gpt2_files,completion_request}
+rm -rf "$C" && mkdir -p "$C"/{safetensors,checkpoint,model_config,resume,state,tokens,tokenizer,gpt2_files,completion_request,http_request}
 
 micro='{"vocab": 256, "d_emb": 8, "n_layers": 1, "n_heads": 2, "d_key": 2, "d_val": 2, "context": 8}'
 echo "$micro" > "$C/model_config/micro.json"
@@ -69,6 +69,20 @@ printf '{"prompt": "ROMEO:", "max_tokens": 16, "temperature": 0}' > "$R/plain.js
 printf '{"model": "m", "prompt": ["Hello"], "max_tokens": 8, "temperature": 0.8, "top_p": 0.9, "top_k": 40, "seed": 7, "stop": ["\\n", "."], "stream": true, "n": 2, "user": "u", "logprobs": null, "echo": false}' > "$R/full.json"
 printf '{"conversation": "conv-1a2b", "prompt": " next", "max_tokens": 4}' > "$R/conversation.json"
 printf '{"prompt": "x", "max_tokens": 1e3, "temperature": -1}' > "$R/bad.json"
+
+# Whole HTTP requests (logattn serve's connections): sized, chunked, pipelined, bad.
+H="$C/http_request"
+body='{"prompt": "ROMEO:", "max_tokens": 4, "temperature": 0}'
+printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+  "${#body}" "$body" > "$H/sized.http"
+printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n' \
+  "${#body}" "$body" > "$H/chunked.http"
+stream='{"prompt": "To", "max_tokens": 3, "stream": true, "n": 2}'
+printf 'GET /health HTTP/1.1\r\nHost: x\r\n\r\nPOST /v1/completions HTTP/1.1\r\nContent-Length: %d\r\n\r\n%sGET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n' \
+  "${#stream}" "$stream" > "$H/pipelined.http"
+printf 'GET /v1/conversations/x HTTP/1.1\r\nHost: x\r\n\r\nDELETE /v1/conversations/x HTTP/1.1\r\n\r\nPOST /v1/conversations HTTP/1.1\r\nContent-Length: 0\r\n\r\n' \
+  > "$H/conversations.http"
+printf 'POST /v1/completions HTTP/1.1\r\nContent-Length: 99999999999\r\nX: y\r\n\r\n{' > "$H/bad.http"
 
 # Tokenizer texts: words, numbers, contractions, spaces, newlines, non-ASCII, bad UTF-8.
 printf "Hello world! It's 2024, isn't it?\n\n  Spaces   and\ttabs." > "$C/tokenizer/english.txt"

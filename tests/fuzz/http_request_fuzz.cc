@@ -1,0 +1,65 @@
+// Whole HTTP requests as bytes (request line, headers, chunked or sized bodies, several on one
+// connection) through the server's connection layer and endpoints, over a micro model: any
+// bytes get a response with a status or a closed connection, never a crash, a hang or a leak.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "fuzz_util.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "serve/engine.h"
+#include "serve/server.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+using namespace logattn;
+
+struct Served {
+  model::Model model;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::unique_ptr<serve::Engine> engine;
+  serve::ServerConfig cfg;
+  std::unique_ptr<serve::GuardedServer> svr;
+
+  Served()
+      : model(model::ModelConfig::from_json(nlohmann::json::parse(fuzz::kMicroConfig))),
+        tok(tokenizer::load_tokenizer("bytes", "")) {
+    model.init(0);
+    engine = std::make_unique<serve::Engine>(model, *tok, serve::EngineConfig{});
+    cfg.model_name = "micro";
+    cfg.max_tokens = 8, cfg.max_prompt_tokens = 64, cfg.max_body_bytes = 4096;
+    cfg.http.head_seconds = cfg.http.request_seconds = cfg.http.io_seconds = 1;
+    cfg.http.max_head_bytes = 2048;
+    svr = std::make_unique<serve::GuardedServer>(serve::http_limits(cfg), serve::error_body());
+    serve::add_routes(*svr, *engine, *tok, cfg);
+  }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static Served served;
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) std::abort();
+  // The client: sends the bytes, ends its side, reads the answer until the server closes.
+  std::thread client([&] {
+    for (size_t done = 0; done < size;) {
+      const ssize_t n = ::send(fds[0], data + done, size - done, MSG_NOSIGNAL);
+      if (n <= 0) break;  // the server has answered and closed
+      done += static_cast<size_t>(n);
+    }
+    ::shutdown(fds[0], SHUT_WR);
+    char buf[4096];
+    while (::recv(fds[0], buf, sizeof buf, 0) > 0) {
+    }
+    ::close(fds[0]);
+  });
+  served.svr->serve_connection(fds[1]);  // closes fds[1]
+  client.join();
+  return 0;
+}
