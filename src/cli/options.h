@@ -39,9 +39,8 @@ class OptionTable {
                   const std::string max = "18446744073709551615";
                   const bool digits =
                       !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
-                  const std::string t = digits ? s.substr(std::min(s.find_first_not_of('0'),
-                                                                   s.size() - 1))
-                                               : s;
+                  const std::string t =
+                      digits ? s.substr(std::min(s.find_first_not_of('0'), s.size() - 1)) : s;
                   if (!digits || t.size() > max.size() || (t.size() == max.size() && t > max))
                     return "'" + s + "' is not a whole number in [0, " + max + "]";
                   return "";

@@ -271,8 +271,7 @@ Engine::Deleted Engine::delete_conversation(const std::string& id) {
   for (const auto& path : {state_path(id), empty_path(id)}) {
     std::error_code ec;
     fs::remove_all(path, ec);
-    if (ec)
-      throw Error("cannot remove the files of conversation '" + id + "': " + ec.message());
+    if (ec) throw Error("cannot remove the files of conversation '" + id + "': " + ec.message());
   }
   if (it->second.in_lru) lru_.erase(it->second.lru);
   conversations_.erase(it);

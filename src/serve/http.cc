@@ -151,8 +151,8 @@ class Connection final : public httplib::Stream {
       if (r < 0) return false;
       if (r > 0) break;
       if (left > limits_.io_seconds) {  // silent for io_seconds in the middle of a request
-        refuse(408, "Request Timeout", "the client sent nothing for " +
-                                           std::to_string(int64_t(limits_.io_seconds)) + " s");
+        refuse(408, "Request Timeout",
+               "the client sent nothing for " + std::to_string(int64_t(limits_.io_seconds)) + " s");
         return false;
       }
     }
@@ -201,9 +201,10 @@ class Connection final : public httplib::Stream {
   // follows is dropped.
   void refuse(int status, const char* reason, const std::string& message) {
     const std::string body = error_body_(status, message);
-    const std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reason +
-                             "\r\nContent-Type: application/json\r\nContent-Length: " +
-                             std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
+    const std::string head =
+        "HTTP/1.1 " + std::to_string(status) + " " + reason +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\nConnection: close\r\n\r\n";
     const std::string all = head + body;
     for (size_t done = 0; done < all.size();) {
       const ssize_t n = write(all.data() + done, all.size() - done);
@@ -238,7 +239,8 @@ class ConnectionThreads final : public httplib::TaskQueue {
     std::lock_guard<std::mutex> lock(mu_);
     reap();
     jobs_.push_back(std::move(fn));
-    if (static_cast<int64_t>(jobs_.size()) > idle_ && static_cast<int64_t>(threads_.size()) < max_) {
+    if (static_cast<int64_t>(jobs_.size()) > idle_ &&
+        static_cast<int64_t>(threads_.size()) < max_) {
       std::thread t([this] { work(); });
       const auto id = t.get_id();
       threads_.emplace(id, std::move(t));
@@ -355,8 +357,7 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
     Connection conn(sock, limits_, error_body_);
     t_connection = &conn;
     for (int64_t i = 0; i < limits_.keep_alive_requests && !stopping_; ++i) {
-      if (!conn.wait_for_request(i == 0 ? limits_.head_seconds : limits_.keep_alive_seconds))
-        break;
+      if (!conn.wait_for_request(i == 0 ? limits_.head_seconds : limits_.keep_alive_seconds)) break;
       conn.start_request();
       bool closed = false;
       const bool last = i + 1 == limits_.keep_alive_requests;

@@ -39,8 +39,9 @@ std::string error_json(const std::string& message, const std::string& type) {
 }
 
 const char* error_type(int status) {
-  return status == 429 ? "rate_limit_exceeded" : status >= 500 ? "server_error"
-                                                                : "invalid_request_error";
+  return status == 429   ? "rate_limit_exceeded"
+         : status >= 500 ? "server_error"
+                         : "invalid_request_error";
 }
 
 Completion parse_completion(const std::string& body, const tokenizer::Tokenizer& tok,

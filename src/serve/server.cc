@@ -36,8 +36,8 @@ void send_too_large(httplib::Response& res, int64_t max_bytes) {
 
 // A POST's body, read whatever its Content-Type says (JSON is JSON) and whatever its
 // transfer encoding, up to the limit; false (with 413 sent) past it.
-bool read_body(const httplib::Request& req, const httplib::ContentReader& reader,
-               int64_t max_bytes, std::string& body, httplib::Response& res) {
+bool read_body(const httplib::Request& req, const httplib::ContentReader& reader, int64_t max_bytes,
+               std::string& body, httplib::Response& res) {
   // A request with neither a length nor chunks has no body (RFC 9112, 6.3).
   if (!req.has_header("Content-Length") &&
       req.get_header_value("Transfer-Encoding").find("chunked") == std::string::npos)
@@ -351,17 +351,17 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
     return httplib::Server::HandlerResponse::Handled;
   });
   // A handler's unexpected exception is a 500 with a message, never a dropped connection.
-  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                               std::exception_ptr ep) {
-    std::string what = "unknown error";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    send_error(res, 500, "internal error: " + what);
-  });
+  svr.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown error";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        send_error(res, 500, "internal error: " + what);
+      });
   // httplib's own refusals (no route, a body too large, a malformed request) get a message
   // in the same format; the handlers' errors keep theirs.
   svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
@@ -374,7 +374,6 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
       send_error(res, res.status,
                  "the request was refused (HTTP " + std::to_string(res.status) + ")");
   });
-
 }
 
 HttpLimits http_limits(const ServerConfig& cfg) {

@@ -58,6 +58,32 @@ def curl(url, body=None, method=None, data_file=None, timeout=120):
         return int(status), text
 
 
+def train_tiny_model(folder, text, steps, batch=4, context=32, lr="3e-3"):
+    """Trains the tiny preset on text (a list of lines) in folder; returns the checkpoint."""
+    path = os.path.join(folder, "text.txt")
+    with open(path, "w") as f:
+        f.write("".join(text))
+    r = run("train", "--preset", "tiny", "--data", path, "--out", os.path.join(folder, "run"),
+            "--batch", str(batch), "--context", str(context), "--steps", str(steps),
+            "--eval-every", str(steps), "--eval-batches", "1", "--lr", lr)
+    assert r.returncode == 0, r.stderr
+    return os.path.join(folder, "run", "model.safetensors")
+
+
+class TinyModelCase(unittest.TestCase):
+    """Tests over a tiny model (a few steps: the server's behaviour, not its answers), trained
+    once per class into cls.dir."""
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp()
+        cls.model = train_tiny_model(cls.dir, [f"All the world's a stage {i}.\n"
+                                               for i in range(200)], steps=4, batch=2, context=16)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir)
+
+
 class Server:
     def __init__(self, model, conversations, *extra):
         self.p = subprocess.Popen([LOGATTN, "serve", "--model", model, "--port", "0",
@@ -80,15 +106,9 @@ class Serve(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
-        text = os.path.join(cls.dir, "text.txt")
-        with open(text, "w") as f:
-            f.write("".join(f"All the world's a stage, and all the men and women merely players "
-                            f"{i}.\n" for i in range(300)))
-        r = run("train", "--preset", "tiny", "--data", text, "--out", os.path.join(cls.dir, "run"),
-                "--batch", "4", "--context", "32", "--steps", "60", "--eval-every", "60",
-                "--eval-batches", "1", "--lr", "3e-3")
-        assert r.returncode == 0, r.stderr
-        cls.model = os.path.join(cls.dir, "run", "model.safetensors")
+        cls.model = train_tiny_model(
+            cls.dir, [f"All the world's a stage, and all the men and women merely players {i}.\n"
+                      for i in range(300)], steps=60)
 
     @classmethod
     def tearDownClass(cls):

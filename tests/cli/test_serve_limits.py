@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from test_serve import LOGATTN, Server, curl, run
+from test_serve import LOGATTN, Server, curl, TinyModelCase
 
 CURL = shutil.which("curl")
 
@@ -44,23 +44,7 @@ def status_of(answer):
 
 
 @unittest.skipUnless(CURL, "curl is not installed")
-class ServeLimits(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp()
-        text = os.path.join(cls.dir, "text.txt")
-        with open(text, "w") as f:
-            f.write("".join(f"All the world's a stage {i}.\n" for i in range(200)))
-        r = run("train", "--preset", "tiny", "--data", text, "--out", os.path.join(cls.dir, "run"),
-                "--batch", "2", "--context", "16", "--steps", "4", "--eval-every", "4",
-                "--eval-batches", "1")
-        assert r.returncode == 0, r.stderr
-        cls.model = os.path.join(cls.dir, "run", "model.safetensors")
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.dir)
-
+class ServeLimits(TinyModelCase):
     def setUp(self):
         self.conv_dir = tempfile.mkdtemp(dir=self.dir)
         self.server = None

@@ -7,17 +7,15 @@ memory is flat across the last stretch of load."""
 import json
 import os
 import random
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 import unittest
 import urllib.error
 import urllib.request
 
-from test_serve import Server, run
+from test_serve import Server, TinyModelCase
 
 SECONDS = float(os.environ.get("LOGATTN_SOAK_SECONDS", "50"))
 MAX_TOKENS = 8
@@ -45,23 +43,7 @@ def request(url, path, body=None, method=None, timeout=60):
         return e.code, json.loads(e.read())
 
 
-class Soak(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp()
-        text = os.path.join(cls.dir, "text.txt")
-        with open(text, "w") as f:
-            f.write("".join(f"All the world's a stage {i}.\n" for i in range(200)))
-        r = run("train", "--preset", "tiny", "--data", text, "--out", os.path.join(cls.dir, "run"),
-                "--batch", "2", "--context", "16", "--steps", "4", "--eval-every", "4",
-                "--eval-batches", "1")
-        assert r.returncode == 0, r.stderr
-        cls.model = os.path.join(cls.dir, "run", "model.safetensors")
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.dir)
-
+class Soak(TinyModelCase):
     def test_mixed_load_with_a_kill_and_restart(self):
         conv_dir = os.path.join(self.dir, "conversations")
         os.mkdir(conv_dir)

@@ -1,4 +1,6 @@
 // The run folder's log: lines appended whole, a failed write undone.
+#include "train/resume.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -8,7 +10,6 @@
 #include <sstream>
 
 #include "logattn/error.h"
-#include "train/resume.h"
 
 namespace logattn::train {
 namespace {
