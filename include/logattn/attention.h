@@ -2,7 +2,7 @@
 //
 // Per query t, with keys s (causal: s <= t):
 //     w_ts = sum_d exp(q_td + k_sd),   y_t = sum_s w_ts v_s / sum_s w_ts
-// computed in a stable linear-domain form (DESIGN.md section 1): any sign of v, a state of
+// computed in a stable linear-domain form (docs/design.md section 1): any sign of v, a state of
 // constant size per head, exact to float32 rounding on inputs where the float64 oracle is
 // finite. Tensors are dense, row-major float32.
 #pragma once

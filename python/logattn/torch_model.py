@@ -1,4 +1,4 @@
-"""The paper's generative language model in PyTorch, written from DESIGN.md section 2, with
+"""The paper's generative language model in PyTorch, written from docs/design.md section 2, with
 the reference's parameter names: logattn checkpoints load into it and its state_dict saves
 as a logattn checkpoint.
 

@@ -1,4 +1,4 @@
-// safetensors files (DESIGN.md section 3): an 8-byte little-endian header length N, N bytes
+// safetensors files (docs/design.md section 3): an 8-byte little-endian header length N, N bytes
 // of JSON (name -> {dtype, shape, data_offsets}, optional "__metadata__" of strings), then
 // the data. Reading validates everything a hostile or truncated file could get wrong.
 #pragma once

@@ -1,4 +1,4 @@
-// The language model's configuration (DESIGN.md section 2), presets and JSON form.
+// The language model's configuration (docs/design.md section 2), presets and JSON form.
 #pragma once
 
 #include <cstdint>

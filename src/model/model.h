@@ -1,4 +1,4 @@
-// The paper's generative language model (DESIGN.md section 2) on logattn's attention:
+// The paper's generative language model (docs/design.md section 2) on logattn's attention:
 // embedding -> EmbedPosition -> residual layers (LayerNorm, Linear, log-attention per head,
 // Linear, GLU, Linear) -> LayerNorm -> tied head. Float32, forward and backward.
 #pragma once

@@ -1,5 +1,5 @@
 // The model's parameters in one contiguous float buffer, each a named view with the
-// reference's state_dict name and shape (DESIGN.md section 2), in the reference's order.
+// reference's state_dict name and shape (docs/design.md section 2), in the reference's order.
 #pragma once
 
 #include <cstdint>

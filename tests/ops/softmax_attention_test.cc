@@ -51,7 +51,7 @@ std::vector<float> randn(int64_t n, uint64_t seed, float scale) {
 
 constexpr double kU = 0x1p-24;  // float32's unit roundoff
 
-// The error bound of a float32 log-output (DESIGN.md 6) for row t: the scores
+// The error bound of a float32 log-output (docs/design.md section 6) for row t: the scores
 // s_tj = q_t . k_j / sqrt(dk) are dot products of dk terms, off by (dk + 1) u Q_t with Q_t =
 // max_j sum_i |q_ti k_ji| / sqrt(dk); the softmax's exp(s - max) rounds its argument by u
 // times <= 2 Q_t, and its normaliser and the weighted sum of exp(log v - column maximum)

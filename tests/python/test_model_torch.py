@@ -1,5 +1,5 @@
 """PyTorch parity of the language model: logattn's C++ model (tests/model/dump_for_torch)
-and logattn.torch_model (written from DESIGN.md), given the same weights and tokens. The
+and logattn.torch_model (written from docs/design.md), given the same weights and tokens. The
 PyTorch side runs in float64, as the exact reference. Every stage of the C++ model (its
 trace) is checked on the float32 inputs it really had, within that stage's error bound
 (model_stages.py): the full forward, the loss, the backward and every parameter's gradient,

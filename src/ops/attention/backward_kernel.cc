@@ -1,4 +1,4 @@
-// Backward kernel of one head, signed values (DESIGN.md section 1, Gradients).
+// Backward kernel of one head, signed values (docs/design.md section 1, Gradients).
 //
 // With folded queries qf_td = q_td - log D_t, every weight exp(qf_td + k_sd) of a pair the
 // mask keeps is at most 1, and with r_ts = v_s . g_t - c_t, c_t = y_t . g_t:

@@ -1,7 +1,7 @@
 // Kernels over one attention head. They take raw row-major arrays and dimensions; shape
 // checks, batching and threading live in attention.cc.
 //
-// Stability (DESIGN.md section 1): each chunk uses per-feature references mc (keys) and cv
+// Stability (docs/design.md section 1): each chunk uses per-feature references mc (keys) and cv
 // (log-values) that are maxima over the state and the chunk. A query early in a chunk may
 // see only keys far below mc; when the gap between mc and what the chunk's first query
 // sees exceeds kMaxGap the chunk is split in two (recursively; a chunk of one token has no

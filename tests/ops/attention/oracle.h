@@ -1,4 +1,4 @@
-// Float64 oracles of the attention, written plainly from the definitions (DESIGN.md 1).
+// Float64 oracles of the attention, written plainly from the definitions (docs/design.md section 1).
 #pragma once
 
 #include <cstdint>

@@ -91,7 +91,7 @@ inline Output run_forward(const Case& c, AttentionState* state = nullptr) {
   return o;
 }
 
-// Error bounds (DESIGN.md 6) for any correct float32 kernel, whatever its chunk size,
+// Error bounds (docs/design.md section 6) for any correct float32 kernel, whatever its chunk size,
 // summation order or thread count. u = 2^-24 is float32's unit roundoff.
 //
 // Forward, query t seeing n_t keys, A_t = max_d |q_td| + max visible |k_sd| (arg_mag):
