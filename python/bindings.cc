@@ -94,6 +94,7 @@ py::tuple step(const Array& q, const Array& k, const Array& v, AttentionState& s
 
 PYBIND11_MODULE(_logattn, m) {
   m.doc() = "logattn: softmax attention with constant cost per token (Heinsen, 2024)";
+  m.attr("__version__") = LOGATTN_VERSION;
   py::register_exception<logattn::Error>(m, "Error", PyExc_ValueError);
 
   py::class_<AttentionState>(m, "State", "Constant-size attention state of batch x heads heads")

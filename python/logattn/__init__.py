@@ -11,6 +11,6 @@ logattn.torch.attention(Q, K, V, causal, log_values, initial_state, output_final
 logattn.torch.LogAttention, with the reference's calling convention
 forward(Q, K, log_V, using_prev_context=False) -> log Y.
 """
-from ._logattn import Error, State, add_keys, backward, forward, read, step
+from ._logattn import Error, State, __version__, add_keys, backward, forward, read, step
 
-__all__ = ["Error", "State", "add_keys", "backward", "forward", "read", "step"]
+__all__ = ["Error", "State", "__version__", "add_keys", "backward", "forward", "read", "step"]

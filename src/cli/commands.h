@@ -14,6 +14,9 @@ using Runner = std::function<int()>;
 // "sgemm=oneDNN 2.6.3 avx2 exp=avx2 threads=2", so that a slow machine is seen, not guessed.
 std::string machine_config();
 
+// `logattn --version`: the version, the commit built from, and the libraries built with.
+std::string version_text(const std::string& version, const std::string& commit);
+
 // A line with the rate of this machine's matrix products, measured in about 0.1 s (a
 // 512^3 product), for the first lines of a training run: a slow machine is seen at once.
 std::string matrix_product_rate();

@@ -7,7 +7,9 @@
 #include "cli/commands.h"
 #include "ops/int8_kernels.h"
 #include "ops/matmul.h"
+#include "serve/http.h"
 #include "simd/vexp.h"
+#include "train/dist.h"
 
 namespace logattn::cli {
 
@@ -15,6 +17,15 @@ std::string machine_config() {
   return fmt::format("sgemm={} exp={} int8={} threads={}", ops::gemm_backend_name(),
                      simd::exp_isa(), ops::int8_kernel_name(ops::int8_kernel()),
                      omp_get_max_threads());
+}
+
+std::string version_text(const std::string& version, const std::string& commit) {
+  std::string libs = ops::gemm_backend_name(ops::GemmBackend::kOneDnn) + ", " +
+                     ops::gemm_backend_name(ops::GemmBackend::kOpenBlas) + ", " +
+                     simd::sleef_version() + ", " + serve::http_library_version();
+  const std::string mpi = train::Dist::library_version();
+  libs += mpi.empty() ? ", no MPI" : ", " + mpi;
+  return fmt::format("logattn {} (commit {})\nbuilt with: {}", version, commit, libs);
 }
 
 std::string matrix_product_rate() {

@@ -7,6 +7,7 @@
 #include <exception>
 #include <new>
 
+#include "build_info.h"
 #include "cli/commands.h"
 #include "logattn/error.h"
 #include "ops/int8_kernels.h"
@@ -21,7 +22,8 @@ int main(int argc, char** argv) {
   // would stay resident: generation's memory would depend on what came before it.
   mallopt(M_MMAP_THRESHOLD, 128 << 10);
   CLI::App app{"logattn: softmax attention with constant cost per token (Heinsen, 2024)"};
-  app.set_version_flag("--version", "logattn 0.1.0");
+  app.set_version_flag("--version",
+                       [] { return version_text(LOGATTN_VERSION, LOGATTN_COMMIT); });
   std::vector<Runner> runners;
   runners.push_back(add_demo_command(app));
   runners.push_back(add_train_command(app));
@@ -63,6 +65,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "logattn: error: out of memory: the sizes asked for need more memory than this "
                  "machine has (smaller --batch, --context or model)\n");
+    return 1;
+  } catch (const logattn::train::JobWideError& e) {
+    // Every process found it: each says so and they end together, exit 1.
+    logattn::train::Dist::end_job_together(e.what());
+    if (!logattn::train::Dist::running_parallel())
+      std::fprintf(stderr, "logattn: error: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {
     // Under mpirun, the process that fails says which it is and ends the whole job: the

@@ -375,6 +375,10 @@ void close_connection_after_response() {
   if (t_connection) t_connection->closing = true;
 }
 
+std::string http_library_version() {
+  return std::string("cpp-httplib ") + CPPHTTPLIB_VERSION;
+}
+
 void raise_open_file_limit() {
   rlimit r{};
   if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {

@@ -67,6 +67,9 @@ class GuardedServer : public httplib::Server {
 // body was left unread cannot be followed by another on the same connection).
 void close_connection_after_response();
 
+// cpp-httplib's version ("cpp-httplib 0.11.4"), for --version.
+std::string http_library_version();
+
 // Raises this process's limit on open files to its hard limit: every connection is a file.
 void raise_open_file_limit();
 

@@ -120,6 +120,15 @@ void log(const float* x, float* y, int64_t n) {
   apply<Op::kLog>(x, nullptr, y, n);
 }
 
+std::string sleef_version() {
+#if defined(__AVX512F__) || defined(__AVX2__)
+  return "SLEEF " + std::to_string(SLEEF_VERSION_MAJOR) + "." +
+         std::to_string(SLEEF_VERSION_MINOR) + "." + std::to_string(SLEEF_VERSION_PATCHLEVEL);
+#else
+  return "libm (no SLEEF: built without AVX2)";
+#endif
+}
+
 const char* exp_isa() {
 #if defined(__AVX512F__)
   return "avx512f (SLEEF)";

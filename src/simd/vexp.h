@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace logattn::simd {
 
@@ -21,5 +22,7 @@ void log(const float* x, float* y, int64_t n);
 
 // Which implementation this build uses ("avx512f", "avx2", "scalar").
 const char* exp_isa();
+// SLEEF's version ("SLEEF 3.5.1"), for --version.
+std::string sleef_version();
 
 }  // namespace logattn::simd

@@ -93,17 +93,30 @@ void Dist::fail_job(const char* what) {
   abort_job(1);
 }
 
+void Dist::end_job_together(const char* what) {
+  if (!g_parallel) return;
+  const auto& d = get();
+  std::fprintf(stderr, "logattn: error (rank %d of %d): %s\n", d.rank(), d.size(), what);
+  std::fflush(stderr);
+  d.barrier();
+}
+
+std::string Dist::library_version() {
+#ifdef LOGATTN_MPI
+  char v[MPI_MAX_LIBRARY_VERSION_STRING];
+  int n = 0;
+  MPI_Get_library_version(v, &n);
+  const std::string lib(v, static_cast<size_t>(n));
+  return lib.substr(0, lib.find(','));  // "Open MPI v4.1.4, package: ..."
+#else
+  return "";
+#endif
+}
+
 std::string Dist::describe() const {
   std::string s = std::to_string(size_) + (size_ == 1 ? " process" : " processes");
 #ifdef LOGATTN_MPI
-  if (mpi_) {
-    char v[MPI_MAX_LIBRARY_VERSION_STRING];
-    int n = 0;
-    MPI_Get_library_version(v, &n);
-    std::string lib(v, static_cast<size_t>(n));
-    lib = lib.substr(0, lib.find(','));  // "Open MPI v4.1.4, package: ..."
-    s += " (" + lib + ")";
-  }
+  if (mpi_) s += " (" + library_version() + ")";
 #endif
   return s;
 }
@@ -242,7 +255,7 @@ void Dist::require_same(const Items& items, const std::string& what) const {
       const std::string a = i < first.size() ? first[i].second : "(none)";
       const std::string b = i < other.size() ? other[i].second : "(none)";
       if (i < first.size() && i < other.size() && first[i] == other[i]) continue;
-      throw Error(what + ": the processes of this job differ: " + name + " is '" + a +
+      throw JobWideError(what + ": the processes of this job differ: " + name + " is '" + a +
                   "' on rank 0 but '" + b + "' on rank " + std::to_string(r) +
                   "; every process must be started with the same options and files");
     }

@@ -4,11 +4,20 @@
 #pragma once
 
 #include <cstdint>
+
+#include "logattn/error.h"
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace logattn::train {
+
+// An error every process of the job has found alike (require_same): each process reports it
+// and they end together (end_job_together), none killed by another's abort before it has
+// said why.
+struct JobWideError : Error {
+  using Error::Error;
+};
 
 class Dist {
  public:
@@ -24,6 +33,9 @@ class Dist {
   // When several processes run: prints "logattn: error (rank r of N): what" and ends the
   // job (the others would wait for this process forever). Returns in one process.
   static void fail_job(const char* what);
+  // For a JobWideError: prints "logattn: error (rank r of N): what", then waits for every
+  // process to have printed. Returns; the caller exits with an error.
+  static void end_job_together(const char* what);
 
   int rank() const { return rank_; }
   int size() const { return size_; }
@@ -33,6 +45,9 @@ class Dist {
   bool threaded() const { return threaded_; }
   // "1 process" or "2 processes (Open MPI 4.1.4)".
   std::string describe() const;
+  // The MPI library logattn was built with ("Open MPI v4.1.4"), or "" without MPI; callable
+  // before (and without) starting MPI.
+  static std::string library_version();
 
   // In place, over every process: element-wise sums, minimum and maximum.
   void sum(float* x, int64_t n) const;
@@ -51,7 +66,7 @@ class Dist {
   std::vector<std::string> all_gather(const std::string& s) const;
 
   // Named values that must be the same on every process (options, the model's
-  // configuration). Called by every process at the same point; throws logattn::Error on
+  // configuration). Called by every process at the same point; throws JobWideError on
   // every process, with the same message naming the first value that differs, its value on
   // rank 0 and on the first process where it differs. `what` names the operation.
   using Items = std::vector<std::pair<std::string, std::string>>;

@@ -41,6 +41,23 @@ class Cli(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--bogus", r.stderr)
 
+    def test_one_version_everywhere_and_what_the_binary_was_built_with(self):
+        import re
+        import logattn
+        root = os.path.join(os.path.dirname(__file__), "..", "..")
+        with open(os.path.join(root, "pyproject.toml")) as f:
+            pyproject = re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
+        with open(os.path.join(root, "CHANGELOG.md")) as f:
+            changelog = re.search(r"^## \[(\d[^\]]*)\]", f.read(), re.M).group(1)
+        r = run("--version")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.match(r"logattn (\S+) \(commit ([0-9a-f]{12}\+?|unknown[^)]*)\)\nbuilt with: (.*)",
+                     r.stdout)
+        self.assertIsNotNone(m, r.stdout)
+        self.assertEqual({m.group(1), logattn.__version__, changelog}, {pyproject})
+        for library in ("oneDNN", "OpenBLAS", "SLEEF", "cpp-httplib"):
+            self.assertIn(library, m.group(3))
+
     def test_only_demo_calls_itself_the_default_job(self):
         for command in ("demo", "train", "eval", "generate", "tokenize", "quantize", "serve",
                         "stream"):
