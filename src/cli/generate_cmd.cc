@@ -19,9 +19,10 @@ namespace logattn::cli {
 
 std::pair<model::Model, std::unique_ptr<tokenizer::Tokenizer>> load_model_and_tokenizer(
     const std::string& what, const std::string& path, const std::string& config_json,
-    const std::string& gpt2_dir) {
+    const std::string& gpt2_dir, model::Checkpoint* info_out) {
   model::Checkpoint info;
   model::Model m = model::load_checkpoint(path, &info, config_json);
+  if (info_out) *info_out = info;
   auto tok = tokenizer::load_tokenizer(info.tokenizer, gpt2_dir);
   if (tok->vocab_size() > m.config().vocab)
     throw Error(what + ": " + path + ": the " + info.tokenizer + " tokenizer's " +

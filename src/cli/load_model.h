@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "model/checkpoint.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -15,6 +16,6 @@ namespace logattn::cli {
 // the model's vocabulary. `what` names the command in errors.
 std::pair<model::Model, std::unique_ptr<tokenizer::Tokenizer>> load_model_and_tokenizer(
     const std::string& what, const std::string& path, const std::string& config_json,
-    const std::string& gpt2_dir);
+    const std::string& gpt2_dir, model::Checkpoint* info = nullptr);
 
 }  // namespace logattn::cli

@@ -1,11 +1,13 @@
 // `logattn serve`: the model behind an HTTP server in OpenAI's completions format, its
 // conversations kept as constant-size states (serve/).
 #include <filesystem>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/load_model.h"
 #include "cli/options.h"
 #include "logattn/error.h"
+#include "model/chat_template.h"
 #include "serve/engine.h"
 #include "serve/server.h"
 #include "tokenizer/tokenizer.h"
@@ -28,6 +30,7 @@ struct ServeConfig {
   int64_t max_prompt_tokens = 65536;
   int64_t max_body_kb = 1024;
   int64_t max_connections = serve::HttpLimits{}.max_connections;
+  std::string chat_template;
 };
 
 int run_serve(const ServeConfig& c) {
@@ -41,8 +44,21 @@ int run_serve(const ServeConfig& c) {
     throw Error("serve: --max-body-kb must be in [1, 2^20]");
   if (c.max_connections < 1 || c.max_connections > 65536)
     throw Error("serve: --max-connections must be in [1, 65536]");
+  // A bad template file is refused before the model is read.
+  std::optional<model::ChatTemplate> chat_template;
+  if (!c.chat_template.empty())
+    chat_template = model::ChatTemplate::from_file(c.chat_template, "serve: --chat-template");
   serve::block_stop_signals();  // before any thread starts
-  auto [m, tok] = load_model_and_tokenizer("serve", c.model, c.config, c.gpt2_dir);
+  model::Checkpoint info;
+  auto [m, tok] = load_model_and_tokenizer("serve", c.model, c.config, c.gpt2_dir, &info);
+  // The checkpoint's template, unless overridden; the plain dialogue one for a model without.
+  if (!chat_template) {
+    const auto it = info.metadata.find(model::kChatTemplateKey);
+    chat_template =
+        it == info.metadata.end()
+            ? model::ChatTemplate::plain()
+            : model::ChatTemplate::parse(it->second, "serve: the chat template of " + c.model);
+  }
   serve::EngineConfig ec;
   ec.max_batch = c.max_batch, ec.max_queue = c.max_queue;
   ec.memory_mb = c.conversations_memory_mb, ec.conversations_dir = c.conversations;
@@ -53,6 +69,7 @@ int run_serve(const ServeConfig& c) {
   sc.max_tokens = c.max_tokens, sc.max_prompt_tokens = c.max_prompt_tokens;
   sc.max_body_bytes = c.max_body_kb * 1024;
   sc.http.max_connections = c.max_connections;
+  sc.chat_template = *chat_template;
   return serve::serve(engine, *tok, sc);
 }
 
@@ -77,6 +94,9 @@ Runner add_serve_command(CLI::App& app) {
       .add("--max-tokens", &cfg->max_tokens, "the largest max_tokens a request may ask for")
       .add("--max-prompt-tokens", &cfg->max_prompt_tokens, "longer prompts get 400")
       .add("--max-body-kb", &cfg->max_body_kb, "larger request bodies get 413")
+      .add("--chat-template", &cfg->chat_template,
+           "JSON chat template for /v1/chat/completions (default: the checkpoint's, else plain "
+           "dialogue; docs/serving.md)")
       .add("--max-connections", &cfg->max_connections,
            "connections served at once (a thread each; more wait their turn)");
   table->attach(cmd);

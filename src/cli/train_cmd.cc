@@ -57,7 +57,9 @@ void declare_train_options(OptionTable& t, train::TrainConfig& c) {
       .add("--eval-every", &c.eval_every, "steps between evaluations and checkpoints")
       .add("--eval-batches", &c.eval_batches, "validation batches per evaluation")
       .add("--seed", &c.seed, "random seed (initialisation, batches)")
-      .add("--resume", &c.resume, "continue the run in --out from its resume state");
+      .add("--resume", &c.resume, "continue the run in --out from its resume state")
+      .add("--chat-template", &c.chat_template,
+           "JSON chat template to record in the checkpoint, for logattn serve's chat endpoint");
 }
 
 // Under mpirun, rank 0 alone prints; the others train silently.

@@ -1,5 +1,6 @@
 #include "serve/request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -33,6 +34,118 @@ double number(const json& j, const char* name, double lo, double hi) {
 
 }  // namespace
 
+namespace {
+
+json parse_object(const std::string& body) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    throw Error(std::string("the body is not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw Error("the body must be a JSON object");
+  return j;
+}
+
+// A field that must be absent, null, false (or 1 for best_of): what this server does not do.
+void refuse_unless_off(const std::string& k, const json& v) {
+  const bool off = v.is_null() || (v.is_boolean() && !v.get<bool>()) ||
+                   (k == "best_of" && v.is_number_integer() && v.get<int64_t>() == 1) ||
+                   ((k == "tools" || k == "functions") && v.is_array() && v.empty());
+  if (!off) throw Error("'" + k + "' is not supported by this server");
+}
+
+// The fields both APIs share; false for a key that is not one of them.
+bool common_field(const std::string& k, const json& v, Completion& c, const RequestLimits& cfg) {
+  if (k == "model") {
+    if (!v.is_string()) throw Error("'model' must be a string");
+  } else if (k == "max_tokens") {
+    if (!v.is_null()) c.req.max_tokens = integer(v, "max_tokens", 1, cfg.max_tokens);
+  } else if (k == "temperature") {
+    if (!v.is_null()) c.req.sample.temperature = number(v, "temperature", 0, 100);
+  } else if (k == "top_p") {
+    if (!v.is_null()) c.req.sample.top_p = number(v, "top_p", 1e-9, 1);
+  } else if (k == "top_k") {
+    if (!v.is_null()) c.req.sample.top_k = integer(v, "top_k", 0, 1 << 30);
+  } else if (k == "seed") {
+    if (!v.is_null()) c.req.seed = static_cast<uint64_t>(integer(v, "seed", 0, int64_t{1} << 53));
+  } else if (k == "n") {
+    if (!v.is_null()) c.n = integer(v, "n", 1, 16);
+  } else if (k == "stream") {
+    if (!v.is_boolean() && !v.is_null()) throw Error("'stream' must be true or false");
+    c.stream = v.is_boolean() && v.get<bool>();
+  } else if (k == "stop") {
+    if (v.is_string()) {
+      c.req.stop = {v.get<std::string>()};
+    } else if (v.is_array() && v.size() <= 4) {
+      for (const auto& s : v) {
+        if (!s.is_string()) throw Error("'stop' must be a string or up to 4 strings");
+        c.req.stop.push_back(s.get<std::string>());
+      }
+    } else if (!v.is_null()) {
+      throw Error("'stop' must be a string or up to 4 strings");
+    }
+    for (const auto& s : c.req.stop)
+      if (s.empty()) throw Error("'stop' strings must not be empty");
+  } else if (k == "conversation") {
+    if (!v.is_string() || !Engine::valid_id(v.get<std::string>()))
+      throw Error("'conversation' must be an id of 1 to 64 letters, digits, '-' or '_'");
+    c.req.conversation = v.get<std::string>();
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// The prompt's tokens, within the limits.
+void finish_request(Completion& c, const tokenizer::Tokenizer& tok, const RequestLimits& cfg) {
+  if (c.n > 1 && !c.req.conversation.empty())
+    throw Error("'n' must be 1 in a conversation (one state continues)");
+  c.req.prompt = tok.encode(c.prompt);
+  if (static_cast<int64_t>(c.req.prompt.size()) > cfg.max_prompt_tokens)
+    throw Error("the prompt has " + std::to_string(c.req.prompt.size()) +
+                " tokens, over this server's limit of " + std::to_string(cfg.max_prompt_tokens));
+}
+
+model::ChatMessage message(const json& m, size_t i) {
+  const std::string at = "messages[" + std::to_string(i) + "]";
+  if (!m.is_object()) throw Error("'" + at + "' must be an object with 'role' and 'content'");
+  if (!m.contains("role") || !m["role"].is_string())
+    throw Error("'" + at + ".role' must be system, user or assistant");
+  const std::string role = m["role"].get<std::string>();
+  model::ChatMessage out;
+  // OpenAI's newer name for the system role is "developer".
+  if (role == "system" || role == "developer")
+    out.role = model::ChatRole::kSystem;
+  else if (role == "user")
+    out.role = model::ChatRole::kUser;
+  else if (role == "assistant")
+    out.role = model::ChatRole::kAssistant;
+  else
+    throw Error("'" + at + "': role '" + role +
+                "' is not supported (system, developer, user, assistant)");
+  if (!m.contains("content") || m["content"].is_null())
+    throw Error("'" + at + "' needs a 'content': a string or a list of text parts");
+  const json& content = m["content"];
+  if (content.is_string()) {
+    out.content = content.get<std::string>();
+  } else if (content.is_array()) {
+    for (const auto& part : content) {
+      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+          !part["text"].is_string())
+        throw Error("'" + at +
+                    ".content': only text parts ({\"type\": \"text\", \"text\": ...})"
+                    " are supported");
+      out.content += part["text"].get<std::string>();
+    }
+  } else {
+    throw Error("'" + at + ".content' must be a string or a list of text parts");
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string error_json(const std::string& message, const std::string& type) {
   const json j = {{"error", {{"message", message}, {"type", type}, {"code", nullptr}}}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -46,19 +159,13 @@ const char* error_type(int status) {
 
 Completion parse_completion(const std::string& body, const tokenizer::Tokenizer& tok,
                             const RequestLimits& cfg) {
-  json j;
-  try {
-    j = json::parse(body);
-  } catch (const json::exception& e) {
-    throw Error(std::string("the body is not valid JSON: ") + e.what());
-  }
-  if (!j.is_object()) throw Error("the body must be a JSON object");
+  const json j = parse_object(body);
   Completion c;
-  c.req.max_tokens = 16;
-  c.req.sample.temperature = 1.0;
+  c.api = Api::kCompletions;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const json& v = it.value();
+    if (common_field(k, v, c, cfg)) continue;
     if (k == "prompt") {
       if (v.is_string()) {
         c.prompt = v.get<std::string>();
@@ -67,54 +174,119 @@ Completion parse_completion(const std::string& body, const tokenizer::Tokenizer&
       } else {
         throw Error("'prompt' must be a string (or an array of one string)");
       }
-    } else if (k == "model") {
-      if (!v.is_string()) throw Error("'model' must be a string");
-    } else if (k == "max_tokens") {
-      if (!v.is_null()) c.req.max_tokens = integer(v, "max_tokens", 1, cfg.max_tokens);
-    } else if (k == "temperature") {
-      if (!v.is_null()) c.req.sample.temperature = number(v, "temperature", 0, 100);
-    } else if (k == "top_p") {
-      if (!v.is_null()) c.req.sample.top_p = number(v, "top_p", 1e-9, 1);
-    } else if (k == "top_k") {
-      if (!v.is_null()) c.req.sample.top_k = integer(v, "top_k", 0, 1 << 30);
-    } else if (k == "seed") {
-      if (!v.is_null()) c.req.seed = static_cast<uint64_t>(integer(v, "seed", 0, int64_t{1} << 53));
-    } else if (k == "n") {
-      if (!v.is_null()) c.n = integer(v, "n", 1, 16);
-    } else if (k == "stream") {
-      if (!v.is_boolean() && !v.is_null()) throw Error("'stream' must be true or false");
-      c.stream = v.is_boolean() && v.get<bool>();
-    } else if (k == "stop") {
-      if (v.is_string()) {
-        c.req.stop = {v.get<std::string>()};
-      } else if (v.is_array() && v.size() <= 4) {
-        for (const auto& s : v) {
-          if (!s.is_string()) throw Error("'stop' must be a string or up to 4 strings");
-          c.req.stop.push_back(s.get<std::string>());
-        }
-      } else if (!v.is_null()) {
-        throw Error("'stop' must be a string or up to 4 strings");
-      }
-      for (const auto& s : c.req.stop)
-        if (s.empty()) throw Error("'stop' strings must not be empty");
-    } else if (k == "conversation") {
-      if (!v.is_string() || !Engine::valid_id(v.get<std::string>()))
-        throw Error("'conversation' must be an id of 1 to 64 letters, digits, '-' or '_'");
-      c.req.conversation = v.get<std::string>();
     } else if (k == "echo" || k == "logprobs" || k == "best_of" || k == "suffix") {
-      const bool off = v.is_null() || (v.is_boolean() && !v.get<bool>()) ||
-                       (k == "best_of" && v.is_number_integer() && v.get<int64_t>() == 1);
-      if (!off) throw Error("'" + k + "' is not supported by this server");
+      refuse_unless_off(k, v);
     }
   }
   if (!j.contains("prompt") && c.req.conversation.empty()) throw Error("'prompt' is required");
-  if (c.n > 1 && !c.req.conversation.empty())
-    throw Error("'n' must be 1 in a conversation (one state continues)");
-  c.req.prompt = tok.encode(c.prompt);
-  if (static_cast<int64_t>(c.req.prompt.size()) > cfg.max_prompt_tokens)
-    throw Error("the prompt has " + std::to_string(c.req.prompt.size()) +
-                " tokens, over this server's limit of " + std::to_string(cfg.max_prompt_tokens));
+  finish_request(c, tok, cfg);
   return c;
+}
+
+Completion parse_chat_completion(const std::string& body, const tokenizer::Tokenizer& tok,
+                                 const RequestLimits& cfg, const model::ChatTemplate& tmpl) {
+  const json j = parse_object(body);
+  Completion c;
+  c.api = Api::kChat;
+  c.include_usage = false;
+  std::vector<model::ChatMessage> messages;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    if (common_field(k, v, c, cfg)) continue;
+    if (k == "messages") {
+      if (!v.is_array() || v.empty())
+        throw Error("'messages' must be a non-empty list of {role, content}");
+      for (size_t i = 0; i < v.size(); ++i) messages.push_back(message(v[i], i));
+    } else if (k == "max_completion_tokens") {
+      if (!v.is_null()) c.req.max_tokens = integer(v, "max_completion_tokens", 1, cfg.max_tokens);
+    } else if (k == "stream_options") {
+      if (v.is_object() && v.contains("include_usage")) {
+        if (!v["include_usage"].is_boolean())
+          throw Error("'stream_options.include_usage' must be true or false");
+        c.include_usage = v["include_usage"].get<bool>();
+      } else if (!v.is_null() && !v.is_object()) {
+        throw Error("'stream_options' must be an object");
+      }
+    } else if (k == "logprobs" || k == "top_logprobs" || k == "tools" || k == "functions") {
+      if (!(k == "top_logprobs" && v.is_number_integer() && v.get<int64_t>() == 0))
+        refuse_unless_off(k, v);
+    }
+  }
+  if (!j.contains("messages")) throw Error("'messages' is required");
+  // The template's stop strings end the answer, after the request's own.
+  for (const auto& s : tmpl.stop)
+    if (std::find(c.req.stop.begin(), c.req.stop.end(), s) == c.req.stop.end())
+      c.req.stop.push_back(s);
+  c.prompt = tmpl.render(messages, /*add_generation_prompt=*/true);
+  finish_request(c, tok, cfg);
+  return c;
+}
+
+namespace {
+
+json head_json(const ResponseHead& h, const char* object) {
+  json j = {{"id", h.id}, {"object", object}, {"created", h.created}, {"model", h.model}};
+  if (!h.conversation.empty()) j["conversation"] = h.conversation;
+  return j;
+}
+
+json usage_json(const Usage& u) {
+  return {{"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+}
+
+// Invalid UTF-8 (a token cut inside a character) becomes U+FFFD.
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
+std::string response_json(const ResponseHead& h, const std::vector<Choice>& choices,
+                          const Usage& usage) {
+  const bool chat = h.api == Api::kChat;
+  json out = head_json(h, chat ? "chat.completion" : "text_completion");
+  json list = json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    json choice = {
+        {"index", i}, {"logprobs", nullptr}, {"finish_reason", choices[i].finish_reason}};
+    if (chat)
+      choice["message"] = {{"role", "assistant"}, {"content", choices[i].text}};
+    else
+      choice["text"] = choices[i].text;
+    list.push_back(std::move(choice));
+  }
+  out["choices"] = std::move(list);
+  out["usage"] = usage_json(usage);
+  return dump(out);
+}
+
+std::string chunk_json(const ResponseHead& h, size_t index, const std::string& text,
+                       const std::string& finish_reason, bool first) {
+  const bool chat = h.api == Api::kChat;
+  json out = head_json(h, chat ? "chat.completion.chunk" : "text_completion");
+  json choice = {{"index", index},
+                 {"logprobs", nullptr},
+                 {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
+  if (chat) {
+    json delta = json::object();
+    if (first) delta["role"] = "assistant";
+    if (!text.empty() || first) delta["content"] = text;
+    choice["delta"] = std::move(delta);
+  } else {
+    choice["text"] = text;
+  }
+  out["choices"] = json::array({std::move(choice)});
+  return dump(out);
+}
+
+std::string usage_chunk_json(const ResponseHead& h, const Usage& usage) {
+  json out = head_json(h, h.api == Api::kChat ? "chat.completion.chunk" : "text_completion");
+  out["choices"] = json::array();
+  out["usage"] = usage_json(usage);
+  return dump(out);
 }
 
 }  // namespace logattn::serve

@@ -1,11 +1,14 @@
-// A completion request's body (OpenAI's format), checked: fields the server does not know are
-// ignored (clients send more than it uses), those it knows must have their type and range,
-// those it knows but does not do are refused.
+// OpenAI's wire formats, parsed and written in this one place: the bodies of completion and
+// chat completion requests, checked (fields the server does not know are ignored, as clients
+// send more than it uses; those it knows must have their type and range; those it knows but
+// does not do are refused), and the responses, whole or as streamed chunks.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "model/chat_template.h"
 #include "serve/engine.h"
 #include "tokenizer/tokenizer.h"
 
@@ -16,11 +19,17 @@ struct RequestLimits {
   int64_t max_prompt_tokens = 65536;  // longer prompts are refused
 };
 
+// Which of OpenAI's APIs a request came through: the engine answers both alike; the
+// formats of their requests and responses differ.
+enum class Api { kCompletions, kChat };
+
 struct Completion {
-  std::string prompt;
+  Api api = Api::kCompletions;
+  std::string prompt;  // the text read (for chat, the messages through the template)
   int64_t n = 1;
   bool stream = false;
-  Request req;  // the prompt's tokens, sampling, stop strings, conversation
+  bool include_usage = true;  // a usage chunk ends a stream (chat: stream_options.include_usage)
+  Request req;                // the prompt's tokens, sampling, stop strings, conversation
 };
 
 // An error response's body: {"error": {"message", "type", "code": null}}, OpenAI's format.
@@ -32,5 +41,35 @@ const char* error_type(int status);
 // Throws logattn::Error with a message for the client (the server answers 400 with it).
 Completion parse_completion(const std::string& body, const tokenizer::Tokenizer& tok,
                             const RequestLimits& limits);
+// POST /v1/chat/completions: messages (system or developer, user, assistant; content a string
+// or a list of text parts) made into text by the model's chat template, whose stop strings
+// join the request's. With a conversation, only these messages are read.
+Completion parse_chat_completion(const std::string& body, const tokenizer::Tokenizer& tok,
+                                 const RequestLimits& limits, const model::ChatTemplate& tmpl);
+
+// What every body and chunk of one response repeats.
+struct ResponseHead {
+  Api api = Api::kCompletions;
+  std::string id;  // "cmpl-..." or "chatcmpl-..."
+  int64_t created = 0;
+  std::string model;
+  std::string conversation;  // empty: none
+};
+struct Usage {
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+};
+struct Choice {
+  std::string text, finish_reason;
+};
+
+// A whole response: text_completion or chat.completion.
+std::string response_json(const ResponseHead& head, const std::vector<Choice>& choices,
+                          const Usage& usage);
+// A streamed event's data: a piece of choice index's text; finish_reason on its last (empty
+// before); first: chat's first chunk of a choice, which names the role.
+std::string chunk_json(const ResponseHead& head, size_t index, const std::string& text,
+                       const std::string& finish_reason, bool first);
+// The usage chunk that ends a stream.
+std::string usage_chunk_json(const ResponseHead& head, const Usage& usage);
 
 }  // namespace logattn::serve

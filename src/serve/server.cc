@@ -63,10 +63,11 @@ bool read_body(const httplib::Request& req, const httplib::ContentReader& reader
   return true;
 }
 
-std::string completion_id() {
+std::string completion_id(Api api) {
   static std::atomic<uint64_t> next{0};
-  return "cmpl-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) +
-         "-" + std::to_string(next++);
+  return std::string(api == Api::kChat ? "chatcmpl-" : "cmpl-") +
+         std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-" +
+         std::to_string(next++);
 }
 
 int64_t now_seconds() {
@@ -83,14 +84,10 @@ Event next_event(Stream& s) {
   return e;
 }
 
-void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& cfg,
-                       const std::string& body, httplib::Response& res) {
-  Completion c;
-  try {
-    c = parse_completion(body, tok, {cfg.max_tokens, cfg.max_prompt_tokens});
-  } catch (const Error& e) {
-    return send_error(res, 400, e.what());
-  }
+// Answers a parsed request (either API) through the engine: one response, or server-sent
+// events; the formats are request.h's.
+void handle_completion(Engine& engine, const ServerConfig& cfg, const Completion& c,
+                       httplib::Response& res) {
   std::vector<std::shared_ptr<Stream>> streams;
   try {
     for (int64_t i = 0; i < c.n; ++i) {
@@ -99,8 +96,7 @@ void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const Se
       auto s = engine.submit(std::move(r));
       if (!s) {
         for (auto& other : streams) other->cancel();
-        return send_error(res, 429, "the server is busy: the request queue is full; retry later",
-                          "rate_limit_exceeded");
+        return send_error(res, 429, "the server is busy: the request queue is full; retry later");
       }
       streams.push_back(std::move(s));
     }
@@ -108,48 +104,38 @@ void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const Se
     for (auto& other : streams) other->cancel();
     return send_error(res, 400, e.what());
   }
-  const std::string id = completion_id();
-  const int64_t created = now_seconds();
-  json base = {
-      {"id", id}, {"object", "text_completion"}, {"created", created}, {"model", cfg.model_name}};
-  if (!c.req.conversation.empty()) base["conversation"] = c.req.conversation;
+  const ResponseHead head{c.api, completion_id(c.api), now_seconds(), cfg.model_name,
+                          c.req.conversation};
   if (!c.stream) {
-    json choices = json::array();
-    int64_t prompt_tokens = 0, completion_tokens = 0;
-    for (size_t i = 0; i < streams.size(); ++i) {
+    std::vector<Choice> choices;
+    Usage usage;
+    for (auto& stream : streams) {
       std::string text;
       for (;;) {
-        Event e = next_event(*streams[i]);
+        Event e = next_event(*stream);
         text += e.text;
         if (!e.done) continue;
-        if (!e.error.empty()) return send_error(res, 500, e.error, "server_error");
-        prompt_tokens = e.prompt_tokens;
-        completion_tokens += e.completion_tokens;
-        choices.push_back({{"index", i},
-                           {"text", text},
-                           {"logprobs", nullptr},
-                           {"finish_reason", e.finish_reason}});
+        if (!e.error.empty()) return send_error(res, 500, e.error);
+        usage.prompt_tokens = e.prompt_tokens;
+        usage.completion_tokens += e.completion_tokens;
+        choices.push_back({text, e.finish_reason});
         break;
       }
     }
-    json out = base;
-    out["choices"] = choices;
-    out["usage"] = {{"prompt_tokens", prompt_tokens},
-                    {"completion_tokens", completion_tokens},
-                    {"total_tokens", prompt_tokens + completion_tokens}};
-    res.set_content(dump(out), "application/json");
+    res.set_content(response_json(head, choices, usage), "application/json");
     return;
   }
   // Server-sent events: one per piece of text, in choice order as they come; then [DONE].
   res.set_header("Cache-Control", "no-cache");
+  const bool include_usage = c.include_usage;
   res.set_chunked_content_provider(
       "text/event-stream",
-      [streams, base](size_t, httplib::DataSink& sink) {
-        int64_t prompt_tokens = 0, completion_tokens = 0;
-        std::vector<bool> done(streams.size(), false);
+      [streams, head, include_usage](size_t, httplib::DataSink& sink) {
+        Usage usage;
+        std::vector<bool> done(streams.size(), false), started(streams.size(), false);
         size_t left = streams.size();
-        auto send = [&](const json& j) {
-          const std::string line = "data: " + dump(j) + "\n\n";
+        auto send = [&](const std::string& data) {
+          const std::string line = "data: " + data + "\n\n";
           return sink.write(line.data(), line.size());
         };
         while (left > 0) {
@@ -157,32 +143,24 @@ void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const Se
             if (done[i]) continue;
             Event e;
             if (!streams[i]->pop(e, std::chrono::milliseconds(20))) continue;
-            json chunk = base;
-            json choice = {
-                {"index", i}, {"text", e.text}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+            const bool first = !started[i];
+            started[i] = true;
             if (e.done) {
               done[i] = true, --left;
               if (!e.error.empty()) {
-                send({{"error", {{"message", e.error}, {"type", "server_error"}}}});
+                send(error_json(e.error, "server_error"));
                 continue;
               }
-              choice["finish_reason"] = e.finish_reason;
-              prompt_tokens = e.prompt_tokens;
-              completion_tokens += e.completion_tokens;
+              usage.prompt_tokens = e.prompt_tokens;
+              usage.completion_tokens += e.completion_tokens;
             }
-            chunk["choices"] = json::array({choice});
-            if (!send(chunk)) {  // the client has gone: its requests end at the next step
-              for (auto& s : streams) s->cancel();
+            if (!send(chunk_json(head, i, e.text, e.done ? e.finish_reason : "", first))) {
+              for (auto& s : streams) s->cancel();  // the client has gone
               return false;
             }
           }
         }
-        json last = base;
-        last["choices"] = json::array();
-        last["usage"] = {{"prompt_tokens", prompt_tokens},
-                         {"completion_tokens", completion_tokens},
-                         {"total_tokens", prompt_tokens + completion_tokens}};
-        send(last);
+        if (include_usage) send(usage_chunk_json(head, usage));
         const std::string end = "data: [DONE]\n\n";
         sink.write(end.data(), end.size());
         sink.done();
@@ -265,11 +243,33 @@ class StopOnSignal {
 void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& tok,
                 const ServerConfig& cfg) {
   const int64_t max_body = cfg.max_body_bytes;
-  svr.Post("/v1/completions", [&, max_body](const httplib::Request& req, httplib::Response& res,
-                                            const httplib::ContentReader& reader) {
-    std::string body;
-    if (read_body(req, reader, max_body, body, res)) handle_completion(engine, tok, cfg, body, res);
-  });
+  const RequestLimits limits{cfg.max_tokens, cfg.max_prompt_tokens};
+  svr.Post("/v1/completions",
+           [&, max_body, limits](const httplib::Request& req, httplib::Response& res,
+                                 const httplib::ContentReader& reader) {
+             std::string body;
+             if (!read_body(req, reader, max_body, body, res)) return;
+             Completion c;
+             try {
+               c = parse_completion(body, tok, limits);
+             } catch (const Error& e) {
+               return send_error(res, 400, e.what());
+             }
+             handle_completion(engine, cfg, c, res);
+           });
+  svr.Post("/v1/chat/completions",
+           [&, max_body, limits](const httplib::Request& req, httplib::Response& res,
+                                 const httplib::ContentReader& reader) {
+             std::string body;
+             if (!read_body(req, reader, max_body, body, res)) return;
+             Completion c;
+             try {
+               c = parse_chat_completion(body, tok, limits, cfg.chat_template);
+             } catch (const Error& e) {
+               return send_error(res, 400, e.what());
+             }
+             handle_completion(engine, cfg, c, res);
+           });
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });

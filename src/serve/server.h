@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "model/chat_template.h"
 #include "serve/engine.h"
 #include "serve/http.h"
 
@@ -20,6 +21,7 @@ struct ServerConfig {
   int64_t max_prompt_tokens = 65536;  // longer prompts are refused
   int64_t max_body_bytes = 1 << 20;   // larger bodies get 413
   HttpLimits http;                    // connections: sizes, times, threads
+  model::ChatTemplate chat_template;  // how /v1/chat/completions' messages become text
 };
 
 // Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards;

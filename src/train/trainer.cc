@@ -12,6 +12,7 @@
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "logattn/error.h"
+#include "model/chat_template.h"
 #include "model/checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
@@ -52,10 +53,12 @@ class StopSignals {
   void (*old_term_)(int) = nullptr;
 };
 
-model::Model make_model(const TrainConfig& c, std::string* tokenizer) {
+model::Model make_model(const TrainConfig& c, std::string* tokenizer, std::string* chat_template) {
   if (!c.init.empty()) {
     model::Checkpoint info;
     model::Model m = model::load_checkpoint(c.init, &info, c.model_config);
+    const auto it = info.metadata.find(model::kChatTemplateKey);
+    if (it != info.metadata.end()) *chat_template = it->second;
     if (m.weight_type() != ops::WeightType::kF32)
       throw Error("train: --init " + c.init + " holds " + ops::weight_type_name(m.weight_type()) +
                   " weights; training starts from a float32 checkpoint");
@@ -185,6 +188,12 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
   if (c.warmup < 0) throw Error("train: --warmup must be at least 0");
   if (c.eval_batches < 1) throw Error("train: --eval-batches must be at least 1");
   if (c.steps > util::kMaxCount) throw Error("train: --steps is more than 2^62");
+  // The chat template the checkpoint records: --chat-template's (checked before anything
+  // else is read), else --init's.
+  std::string chat_template;
+  if (!c.chat_template.empty())
+    chat_template =
+        model::ChatTemplate::from_file(c.chat_template, "train: --chat-template").to_json();
   const Dist& dist = Dist::get();
   const bool root = dist.root();
   // Rank 0 alone writes the run folder: checkpoint, resume file, log, curve, data cache.
@@ -199,8 +208,9 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
     lock.emplace(c.out, "train");
     io::remove_stale_temporaries(c.out);  // of a run that was killed mid-write
   }
-  std::string ckpt_tokenizer;
-  model::Model m = make_model(c, &ckpt_tokenizer);
+  std::string ckpt_tokenizer, init_chat_template;
+  model::Model m = make_model(c, &ckpt_tokenizer, &init_chat_template);
+  if (chat_template.empty()) chat_template = init_chat_template;
   const std::string tok_name = resolve_tokenizer(c.tokenizer, ckpt_tokenizer, m.config().vocab);
   // The model as each process built it (--init and --model-config name files, which may
   // differ between machines).
@@ -331,10 +341,11 @@ TrainResult run_training(const TrainConfig& c, const std::function<void(const St
       util::kill_point("log", step);
       if (eval_now) {
         log->sync();
+        std::map<std::string, std::string> checkpoint_metadata = {{"step", std::to_string(step)}};
+        if (!chat_template.empty()) checkpoint_metadata[model::kChatTemplateKey] = chat_template;
         // Both files written whole before either is renamed: a failed write (disk full)
         // leaves the previous pair, never a checkpoint and a resume file of different steps.
-        auto ckpt_file =
-            model::stage_checkpoint(ckpt, m, tok_name, {{"step", std::to_string(step)}});
+        auto ckpt_file = model::stage_checkpoint(ckpt, m, tok_name, checkpoint_metadata);
         auto resume_file = stage_resume(resume, m, opt, sampler, train_config, step);
         ckpt_file->commit();
         util::kill_point("checkpoint", step);

@@ -36,6 +36,7 @@ struct TrainConfig {
   int64_t eval_batches = 16;
   uint64_t seed = 0;
   bool resume = false;
+  std::string chat_template;  // JSON file recorded in the checkpoint (default: --init's, if any)
 };
 
 struct StepReport {

@@ -34,6 +34,30 @@ const OpenAI = require("openai").default || require("openai");
 })().catch((e) => { console.error(String(e)); process.exit(1); });
 """
 
+OPENAI_CHAT_CLIENT = r"""
+const OpenAI = require("openai").default || require("openai");
+(async () => {
+  const [baseURL, json] = process.argv.slice(-2);
+  const client = new OpenAI({ baseURL, apiKey: "unused" });
+  const body = JSON.parse(json);
+  const r = await client.chat.completions.create(body);
+  let streamed = "", roles = [], usage = null, finish = null;
+  const stream = await client.chat.completions.create(
+    { ...body, stream: true, stream_options: { include_usage: true } });
+  for await (const c of stream) {
+    for (const ch of c.choices) {
+      if (ch.delta.role) roles.push(ch.delta.role);
+      if (ch.delta.content) streamed += ch.delta.content;
+      if (ch.finish_reason) finish = ch.finish_reason;
+    }
+    if (c.usage) usage = c.usage;
+  }
+  console.log(JSON.stringify({ object: r.object, message: r.choices[0].message,
+                               finish: r.choices[0].finish_reason, usage: r.usage, streamed,
+                               roles, streamed_finish: finish, streamed_usage: usage }));
+})().catch((e) => { console.error(String(e)); process.exit(1); });
+"""
+
 
 def run(*args, timeout=120):
     return subprocess.run([LOGATTN, *args], capture_output=True, encoding="latin-1",
@@ -98,7 +122,10 @@ class Server:
 
     def stop(self, sig=signal.SIGTERM):
         self.p.send_signal(sig)
-        return self.p.wait(timeout=30)
+        rc = self.p.wait(timeout=30)
+        self.p.stdout.close()
+        self.p.stderr.close()
+        return rc
 
 
 @unittest.skipUnless(CURL, "curl is not installed")
@@ -109,6 +136,7 @@ class Serve(unittest.TestCase):
         cls.model = train_tiny_model(
             cls.dir, [f"All the world's a stage, and all the men and women merely players {i}.\n"
                       for i in range(300)], steps=60)
+        cls.text = os.path.join(cls.dir, "text.txt")
 
     @classmethod
     def tearDownClass(cls):
@@ -171,6 +199,103 @@ class Serve(unittest.TestCase):
         out = self.complete(prompt="All the", max_tokens=40, temperature=0, stop=[stop])
         self.assertEqual(out["choices"][0]["text"], want[:want.index(stop)])
         self.assertEqual(out["choices"][0]["finish_reason"], "stop")
+
+    def test_chat_completions_through_curl_and_openai_client(self):
+        messages = [{"role": "system", "content": "Players."},
+                    {"role": "user", "content": "All the"}]
+        # The default template's text, completed: the chat answer is that completion's.
+        rendered = "Players.\n\nUser: All the\nAssistant:"
+        want = self.complete(prompt=rendered, max_tokens=30, temperature=0,
+                             stop=["\nUser:"])["choices"][0]
+        url = self.server.url + "/v1/chat/completions"
+        status, out = curl(url, {"messages": messages, "max_tokens": 30, "temperature": 0})
+        self.assertEqual(status, 200, out)
+        self.assertEqual(out["object"], "chat.completion")
+        self.assertEqual(out["choices"][0]["message"],
+                         {"role": "assistant", "content": want["text"]})
+        self.assertEqual(out["choices"][0]["finish_reason"], want["finish_reason"])
+        self.assertEqual(out["usage"]["prompt_tokens"], len(rendered))  # bytes: one token each
+        # Content as a list of text parts, max_completion_tokens, n.
+        parts = [{"role": "system", "content": [{"type": "text", "text": "Play"},
+                                                {"type": "text", "text": "ers."}]},
+                 {"role": "user", "content": "All the"}]
+        status, out = curl(url, {"messages": parts, "max_completion_tokens": 30,
+                                 "temperature": 0, "n": 2})
+        self.assertEqual(status, 200, out)
+        self.assertEqual([c["message"]["content"] for c in out["choices"]], [want["text"]] * 2)
+        # OpenAI's client: chat.completions.create, plain and streamed with usage.
+        r = subprocess.run(["node", "-e", OPENAI_CHAT_CLIENT, self.server.url + "/v1",
+                            json.dumps({"model": "model", "messages": messages,
+                                        "max_tokens": 30, "temperature": 0})],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, NODE_PATH=NODE_PATH))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertEqual(got["object"], "chat.completion")
+        self.assertEqual(got["message"]["content"], want["text"])
+        self.assertEqual(got["streamed"], want["text"])
+        self.assertEqual(got["roles"], ["assistant"])
+        self.assertEqual(got["streamed_finish"], want["finish_reason"])
+        self.assertEqual(got["streamed_usage"], got["usage"])
+        # Refusals name what is wrong.
+        for body, message in [
+                ({"messages": []}, "'messages' must be a non-empty list"),
+                ({"messages": "hi"}, "'messages' must be a non-empty list"),
+                ({"messages": [{"role": "tool", "content": "x"}]}, "role 'tool'"),
+                ({"messages": [{"role": "user"}]}, "'content'"),
+                ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+                 "only text parts"),
+                ({"prompt": "x"}, "'messages' is required"),
+                ({"messages": messages, "logprobs": True}, "'logprobs' is not supported")]:
+            status, out = curl(url, body)
+            self.assertEqual(status, 400, body)
+            self.assertIn(message, out["error"]["message"], body)
+
+    def test_the_chat_template_comes_from_the_checkpoint_or_the_command_line(self):
+        template = {"system": "[S]{content}", "user": "[U]{content}",
+                    "assistant": "[A]{content}", "generation_prompt": "[A]", "stop": ["[U]"]}
+        path = os.path.join(self.dir, "template.json")
+        with open(path, "w") as f:
+            json.dump(template, f)
+        messages = [{"role": "system", "content": "Players."},
+                    {"role": "user", "content": "All the"}]
+
+        def check(server):
+            want = curl(server.url + "/v1/completions",
+                        {"prompt": "[S]Players.[U]All the[A]", "max_tokens": 20,
+                         "temperature": 0, "stop": ["[U]"]})[1]["choices"][0]["text"]
+            status, out = curl(server.url + "/v1/chat/completions",
+                               {"messages": messages, "max_tokens": 20, "temperature": 0})
+            self.assertEqual(status, 200, out)
+            self.assertEqual(out["choices"][0]["message"]["content"], want)
+        # serve --chat-template overrides the checkpoint's.
+        self.server.stop()
+        self.server = Server(self.model, self.conv_dir, "--chat-template", path)
+        check(self.server)
+        self.server.stop()
+        # train --chat-template records it in the checkpoint (quantize keeps it).
+        out = os.path.join(self.dir, "templated")
+        r = run("train", "--preset", "tiny", "--init", self.model, "--data", self.text,
+                "--out", out, "--steps", "1", "--batch", "2", "--context", "16",
+                "--eval-batches", "1", "--chat-template", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "model.safetensors"), "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        metadata = header["__metadata__"]
+        self.assertEqual(json.loads(metadata["chat_template"]), template)
+        self.server = Server(os.path.join(out, "model.safetensors"), self.conv_dir)
+        check(self.server)
+        # A bad template is refused before anything runs, naming the file and the problem.
+        bad = os.path.join(self.dir, "bad.json")
+        with open(bad, "w") as f:
+            json.dump({"user": "no placeholder"}, f)
+        for args in (("serve", "--model", self.model, "--port", "0"),
+                     ("train", "--preset", "tiny", "--data", self.text, "--out",
+                      os.path.join(self.dir, "bad-run"), "--steps", "1")):
+            r = run(*args, "--chat-template", bad)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(bad, r.stderr)
+            self.assertIn("\"user\" must hold {content} once", r.stderr)
 
     def test_a_conversation_equals_one_generate_and_survives_a_kill(self):
         status, conv = curl(self.server.url + "/v1/conversations", "")

@@ -64,11 +64,13 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + data)
 PY
 
 # Completion requests' bodies (logattn serve).
+# The first byte picks the API: even (p) completions, odd (c) chat completions.
 R="$C/completion_request"
-printf '{"prompt": "ROMEO:", "max_tokens": 16, "temperature": 0}' > "$R/plain.json"
-printf '{"model": "m", "prompt": ["Hello"], "max_tokens": 8, "temperature": 0.8, "top_p": 0.9, "top_k": 40, "seed": 7, "stop": ["\\n", "."], "stream": true, "n": 2, "user": "u", "logprobs": null, "echo": false}' > "$R/full.json"
-printf '{"conversation": "conv-1a2b", "prompt": " next", "max_tokens": 4}' > "$R/conversation.json"
-printf '{"prompt": "x", "max_tokens": 1e3, "temperature": -1}' > "$R/bad.json"
+printf 'p{"prompt": "ROMEO:", "max_tokens": 16, "temperature": 0}' > "$R/plain.json"
+printf 'p{"model": "m", "prompt": ["Hello"], "max_tokens": 8, "temperature": 0.8, "top_p": 0.9, "top_k": 40, "seed": 7, "stop": ["\\n", "."], "stream": true, "n": 2, "user": "u", "logprobs": null, "echo": false}' > "$R/full.json"
+printf 'p{"conversation": "conv-1a2b", "prompt": " next", "max_tokens": 4}' > "$R/conversation.json"
+printf 'p{"prompt": "x", "max_tokens": 1e3, "temperature": -1}' > "$R/bad.json"
+printf 'c{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "ROMEO:"}]}], "max_completion_tokens": 8, "stream": true, "stream_options": {"include_usage": true}, "stop": ["\\n"]}' > "$R/chat.json"
 
 # Whole HTTP requests (logattn serve's connections): sized, chunked, pipelined, bad.
 H="$C/http_request"
@@ -82,6 +84,8 @@ printf 'GET /health HTTP/1.1\r\nHost: x\r\n\r\nPOST /v1/completions HTTP/1.1\r\n
   "${#stream}" "$stream" > "$H/pipelined.http"
 printf 'GET /v1/conversations/x HTTP/1.1\r\nHost: x\r\n\r\nDELETE /v1/conversations/x HTTP/1.1\r\n\r\nPOST /v1/conversations HTTP/1.1\r\nContent-Length: 0\r\n\r\n' \
   > "$H/conversations.http"
+chat='{"messages": [{"role": "user", "content": "To"}], "max_tokens": 3, "stream": true, "stream_options": {"include_usage": true}}'
+printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s' "${#chat}" "$chat" > "$H/chat.http"
 printf 'POST /v1/completions HTTP/1.1\r\nContent-Length: 99999999999\r\nX: y\r\n\r\n{' > "$H/bad.http"
 
 # Tokenizer texts: words, numbers, contractions, spaces, newlines, non-ASCII, bad UTF-8.
