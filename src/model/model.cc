@@ -263,6 +263,10 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                 ops::weight_type_name(wtype_));
   ensure_shape(B, T);
   const float* W = w_.data();
+  // A generation step of several sequences: each sequence's products summed as when it steps
+  // alone, so that its tokens do not depend on which others share the batch.
+  const ops::Reduce reduce =
+      state && T == 1 ? ops::Reduce::kEachRowAlone : ops::Reduce::kFastest;
 
   // Embedding and EmbedPosition: x0 = emb + h, h the log-space recurrence from h_{-1} = 0.
   const ops::Matrix embed = matrix(layout_.embed, V, E);
@@ -271,7 +275,8 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                  [&](int64_t i) { ops::matrix_row(embed, tokens[i], emb_.data() + i * E); });
   });
   timed(Op::kPosition, false, [&] {
-    ops::linear(matrix(layout_.pos_w, 2 * E, E), N, emb_.data(), W + layout_.pos_b, ul_.data());
+    ops::linear(matrix(layout_.pos_w, 2 * E, E), N, emb_.data(), W + layout_.pos_b, ul_.data(),
+                reduce);
     ops::log_recurrence_forward(B, T, E, ul_.data(), state ? state->h.data() : nullptr, h_.data());
   });
   trace("emb", -1, emb_, N * E), trace("ul", -1, ul_, N * 2 * E), trace("h", -1, h_, N * E);
@@ -297,7 +302,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
       step_heads(l, state->layers[l]);  // one sequence, one token: W1 and the step fused
     } else {
       timed(Op::kProjection, false,
-            [&] { ops::linear(matrix(p.w1, P, E), N, a.xn.data(), W + p.b1, proj_.data()); });
+            [&] { ops::linear(matrix(p.w1, P, E), N, a.xn.data(), W + p.b1, proj_.data(), reduce); });
       timed(Op::kPermute, false, [&] {
         permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
       });
@@ -307,12 +312,12 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
           [&] { heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false); });
     trace("proj", l, proj_, N * P), trace("a", l, a.a, N * A);
     timed(Op::kMix, false,
-          [&] { ops::linear(matrix(p.w2, 2 * E, A), N, a.a.data(), W + p.b2, a.g.data()); });
+          [&] { ops::linear(matrix(p.w2, 2 * E, A), N, a.a.data(), W + p.b2, a.g.data(), reduce); });
     timed(Op::kGlu, false, [&] { ops::glu_forward(N, E, a.g.data(), a.glu.data()); });
     trace("g", l, a.g, N * 2 * E), trace("glu", l, a.glu, N * E);
     float* next = l + 1 < cfg_.n_layers ? acts_[l + 1].x.data() : x_last_.data();
     timed(Op::kOut, false,
-          [&] { ops::linear(matrix(p.w3, E, E), N, a.glu.data(), nullptr, next); });
+          [&] { ops::linear(matrix(p.w3, E, E), N, a.glu.data(), nullptr, next, reduce); });
     timed(Op::kResidual, false, [&] {
       for (int64_t i = 0; i < N * E; ++i) next[i] += a.x[i];
     });
@@ -328,7 +333,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                 dxn_.begin() + b * E);
     ops::layernorm_forward(B, E, dxn_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
                            meanf_.data(), rstdf_.data());
-    ops::linear(embed, B, xf_.data(), nullptr, logits);
+    ops::linear(embed, B, xf_.data(), nullptr, logits, reduce);
     trace("xf", -1, xf_, B * E);
     if (trace_) trace_->record("logits", logits, B * V);
     return 0.0;

@@ -7,6 +7,7 @@
 
 #include "logattn/error.h"
 #include "ops/elementwise.h"
+#include "ops/gemv.h"
 #include "ops/int8_kernels.h"
 #include "threading/parallel.h"
 #include "threading/partner.h"
@@ -83,10 +84,23 @@ Matrix Matrix::rows_view(int64_t r0, int64_t n) const {
   return v;
 }
 
-void linear(const Matrix& w, int64_t m, const float* x, const float* bias, float* y) {
+void linear(const Matrix& w, int64_t m, const float* x, const float* bias, float* y,
+            Reduce reduce) {
   const int64_t rows = w.rows, cols = w.cols;
-  if (w.type == WeightType::kF32) {
+  if (w.type == WeightType::kF32 && (reduce == Reduce::kFastest || m == 1)) {
     linear_forward(m, cols, rows, x, static_cast<const float*>(w.data), bias, y);
+    return;
+  }
+  if (w.type == WeightType::kF32) {
+    // Each row through the one-row kernel that ops::gemm uses for m = 1 (a row's sum does not
+    // depend on the block of weight rows it is handed with).
+    const auto* wf = static_cast<const float*>(w.data);
+    split_rows(rows, m, cols, [&](int64_t r0, int64_t r1) {
+      for (int64_t i = 0; i < m; ++i)
+        kernels::gemv_rows(r1 - r0, cols, 1.f, wf + r0 * cols, cols, x + i * cols, 0.f,
+                           y + i * rows + r0);
+    });
+    if (bias) add_bias(m, rows, bias, y);
     return;
   }
   const Int8Kernel k = int8_kernel();

@@ -30,11 +30,22 @@ struct Matrix {
   Matrix rows_view(int64_t r0, int64_t n) const;
 };
 
-// y[m, rows] = x[m, cols] W^T (+ bias[rows] when given). float32 goes to ops::gemm (the
-// model's float32 results are unchanged by this seam); bf16 and q8_0 to logattn's kernels,
+// How the m rows of x are reduced against the weights.
+//  kFastest: as the backend does it fastest (training, prompts): float32 through ops::gemm,
+//    whose matrix products may sum a row in another order than a product of that row alone.
+//  kEachRowAlone: every row exactly as a product of that row alone (m = 1) sums it, so that
+//    a sequence's results do not depend on the others in its batch (a generation step of
+//    several sequences); the weights are still read once for all rows (a block of weight
+//    rows stays in cache while every row of x goes over it).
+// bf16 and q8_0 always reduce each row alone.
+enum class Reduce { kFastest, kEachRowAlone };
+
+// y[m, rows] = x[m, cols] W^T (+ bias[rows] when given). float32 goes to ops::gemm, or to
+// the one-row kernels row by row (Reduce::kEachRowAlone); bf16 and q8_0 to logattn's kernels,
 // chosen by the CPU's features (ops/int8_kernels.h). One row splits its rows with the
 // partner thread, more rows go to OpenMP's threads; a row's sum is the same either way.
-void linear(const Matrix& w, int64_t m, const float* x, const float* bias, float* y);
+void linear(const Matrix& w, int64_t m, const float* x, const float* bias, float* y,
+            Reduce reduce = Reduce::kFastest);
 
 // Row r of w as float32 (an embedding lookup): out[cols].
 void matrix_row(const Matrix& w, int64_t r, float* out);

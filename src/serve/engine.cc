@@ -466,7 +466,11 @@ void Engine::run() {
       }
     }
     std::erase_if(active, [](const auto& a) { return a->finishing; });
-    if (ready.empty()) continue;
+    if (ready.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      metrics_.active = static_cast<int64_t>(active.size());
+      continue;
+    }
     std::vector<generate::Generator*> gens;
     std::vector<int32_t> tokens;
     for (Active* a : ready) {
@@ -481,6 +485,8 @@ void Engine::run() {
     } catch (const std::exception& ex) {
       for (auto& a : active) fail(*a, ex.what());
       active.clear();
+      std::lock_guard<std::mutex> lock(mu_);
+      metrics_.active = 0;
       continue;
     }
     for (Active* a : ready)

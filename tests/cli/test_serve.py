@@ -251,6 +251,29 @@ class Serve(unittest.TestCase):
             self.assertEqual(status, 400, body)
             self.assertIn(message, out["error"]["message"], body)
 
+    def test_answers_do_not_depend_on_the_batch(self):
+        # Each request alone, then all at once (joining the batch at different steps): the
+        # same text, greedy and sampled, bit for bit.
+        bodies = [{"prompt": "All the world"[:3 + i], "max_tokens": 60 + 10 * i,
+                   "temperature": 0.9 if i % 2 else 0, "seed": i} for i in range(8)]
+        url = self.server.url + "/v1/completions"
+        alone = [curl(url, b)[1]["choices"][0]["text"] for b in bodies]
+        together = [None] * len(bodies)
+
+        def ask(i):
+            together[i] = curl(url, bodies[i])[1]["choices"][0]["text"]
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(bodies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(together, alone)
+        status, metrics = curl(self.server.url + "/metrics")
+        steps = float(re.search(r"^logattn_steps_total (\S+)", metrics, re.M).group(1))
+        generated = float(re.search(r"^logattn_completion_tokens_total (\S+)", metrics,
+                                    re.M).group(1))
+        self.assertLess(steps, generated)  # sequences did share steps
+
     def test_the_chat_template_comes_from_the_checkpoint_or_the_command_line(self):
         template = {"system": "[S]{content}", "user": "[U]{content}",
                     "assistant": "[A]{content}", "generation_prompt": "[A]", "stop": ["[U]"]}

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -61,5 +62,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   });
   served.svr->serve_connection(fds[1]);  // closes fds[1]
   client.join();
+  // The engine ends a request whose client has gone at its next step: wait for that, so that
+  // no input's work runs into the next one's, nor past the fuzzer's exit (where the matrix
+  // libraries' code is unmapped under a still-running step).
+  for (;;) {
+    const auto m = served.engine->metrics();
+    if (m.active == 0 && m.queued == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return 0;
 }

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -13,6 +15,7 @@
 #include "generate/sample.h"
 #include "logattn/error.h"
 #include "model/model.h"
+#include "model/quantize.h"
 
 namespace logattn::generate {
 namespace {
@@ -136,6 +139,51 @@ TEST(Generator, BatchEqualsOneAtATime) {
     EXPECT_EQ(batch[i], alone) << "prompt " << i;
   }
   EXPECT_THROW(generate_batch(m, {{1, 2}, {}}, 3, opt, 0), Error);
+}
+
+// A sequence's logits do not depend on the batch it steps in: stepping together, in batches
+// whose members change every step (sequences join and leave), gives each sequence the bits
+// it gets stepping alone, for every weight type.
+TEST(Generator, ASequencesLogitsDoNotDependOnItsBatch) {
+  auto check = [](model::Model& m) {
+    const int n = 5;
+    std::vector<std::unique_ptr<Generator>> together, alone;
+    for (int i = 0; i < n; ++i) {
+      for (auto* list : {&together, &alone}) {
+        list->push_back(std::make_unique<Generator>(m));
+        list->back()->feed(prompt_tokens(3 + 7 * i));
+      }
+    }
+    std::mt19937_64 rng(9);
+    Generator::Batch batch;
+    for (int step = 0; step < 12; ++step) {
+      std::vector<Generator*> gens;
+      std::vector<int32_t> tokens;
+      for (int i = 0; i < n; ++i) {
+        if (step > 0 && rng() % 3 == 0) continue;  // this one sits this step out
+        const auto& l = together[i]->last_logits();
+        const int32_t t = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+        gens.push_back(together[i].get());
+        tokens.push_back(t);
+        Generator::step_together({alone[i].get()}, {t}, batch);
+      }
+      Generator::step_together(gens, tokens, batch);
+      for (int i = 0; i < n; ++i) {
+        const auto &a = together[i]->last_logits(), &b = alone[i]->last_logits();
+        ASSERT_EQ(a.size(), b.size());
+        ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+            << ops::weight_type_name(m.weight_type()) << " step " << step << " sequence " << i
+            << " of " << gens.size() << " in the batch";
+      }
+    }
+  };
+  model::Model f32(model::ModelConfig::preset("small"));
+  f32.init(5);
+  check(f32);
+  for (const auto type : {ops::WeightType::kBF16, ops::WeightType::kQ8_0}) {
+    model::Model q = model::quantize_model(f32, type);
+    check(q);
+  }
 }
 
 TEST(Generator, BadStateFilesAndPrompts) {
