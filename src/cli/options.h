@@ -45,7 +45,7 @@ class OptionTable {
                     return "'" + s + "' is not a whole number in [0, " + max + "]";
                   return "";
                 },
-                "UINT64"));
+                ""));
       } else {
         app->add_option(flag, *target, help)->capture_default_str();
       }
