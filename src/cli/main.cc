@@ -22,8 +22,7 @@ int main(int argc, char** argv) {
   // would stay resident: generation's memory would depend on what came before it.
   mallopt(M_MMAP_THRESHOLD, 128 << 10);
   CLI::App app{"logattn: softmax attention with constant cost per token (Heinsen, 2024)"};
-  app.set_version_flag("--version",
-                       [] { return version_text(LOGATTN_VERSION, LOGATTN_COMMIT); });
+  app.set_version_flag("--version", [] { return version_text(LOGATTN_VERSION, LOGATTN_COMMIT); });
   std::vector<Runner> runners;
   runners.push_back(add_demo_command(app));
   runners.push_back(add_train_command(app));

@@ -265,8 +265,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
   const float* W = w_.data();
   // A generation step of several sequences: each sequence's products summed as when it steps
   // alone, so that its tokens do not depend on which others share the batch.
-  const ops::Reduce reduce =
-      state && T == 1 ? ops::Reduce::kEachRowAlone : ops::Reduce::kFastest;
+  const ops::Reduce reduce = state && T == 1 ? ops::Reduce::kEachRowAlone : ops::Reduce::kFastest;
 
   // Embedding and EmbedPosition: x0 = emb + h, h the log-space recurrence from h_{-1} = 0.
   const ops::Matrix embed = matrix(layout_.embed, V, E);
@@ -301,8 +300,9 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     if (state && N == 1 && cfg_.attention == AttentionKind::kLog) {
       step_heads(l, state->layers[l]);  // one sequence, one token: W1 and the step fused
     } else {
-      timed(Op::kProjection, false,
-            [&] { ops::linear(matrix(p.w1, P, E), N, a.xn.data(), W + p.b1, proj_.data(), reduce); });
+      timed(Op::kProjection, false, [&] {
+        ops::linear(matrix(p.w1, P, E), N, a.xn.data(), W + p.b1, proj_.data(), reduce);
+      });
       timed(Op::kPermute, false, [&] {
         permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
       });
@@ -311,8 +311,9 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     timed(Op::kPermute, false,
           [&] { heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false); });
     trace("proj", l, proj_, N * P), trace("a", l, a.a, N * A);
-    timed(Op::kMix, false,
-          [&] { ops::linear(matrix(p.w2, 2 * E, A), N, a.a.data(), W + p.b2, a.g.data(), reduce); });
+    timed(Op::kMix, false, [&] {
+      ops::linear(matrix(p.w2, 2 * E, A), N, a.a.data(), W + p.b2, a.g.data(), reduce);
+    });
     timed(Op::kGlu, false, [&] { ops::glu_forward(N, E, a.g.data(), a.glu.data()); });
     trace("g", l, a.g, N * 2 * E), trace("glu", l, a.glu, N * E);
     float* next = l + 1 < cfg_.n_layers ? acts_[l + 1].x.data() : x_last_.data();

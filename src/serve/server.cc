@@ -244,32 +244,27 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
                 const ServerConfig& cfg) {
   const int64_t max_body = cfg.max_body_bytes;
   const RequestLimits limits{cfg.max_tokens, cfg.max_prompt_tokens};
-  svr.Post("/v1/completions",
-           [&, max_body, limits](const httplib::Request& req, httplib::Response& res,
-                                 const httplib::ContentReader& reader) {
-             std::string body;
-             if (!read_body(req, reader, max_body, body, res)) return;
-             Completion c;
-             try {
-               c = parse_completion(body, tok, limits);
-             } catch (const Error& e) {
-               return send_error(res, 400, e.what());
-             }
-             handle_completion(engine, cfg, c, res);
-           });
-  svr.Post("/v1/chat/completions",
-           [&, max_body, limits](const httplib::Request& req, httplib::Response& res,
-                                 const httplib::ContentReader& reader) {
-             std::string body;
-             if (!read_body(req, reader, max_body, body, res)) return;
-             Completion c;
-             try {
-               c = parse_chat_completion(body, tok, limits, cfg.chat_template);
-             } catch (const Error& e) {
-               return send_error(res, 400, e.what());
-             }
-             handle_completion(engine, cfg, c, res);
-           });
+  // Both APIs: the body read, parsed by its format, answered by the engine.
+  auto answer = [&, max_body](auto parse) {
+    return [&, max_body, parse](const httplib::Request& req, httplib::Response& res,
+                                const httplib::ContentReader& reader) {
+      std::string body;
+      if (!read_body(req, reader, max_body, body, res)) return;
+      Completion c;
+      try {
+        c = parse(body);
+      } catch (const Error& e) {
+        return send_error(res, 400, e.what());
+      }
+      handle_completion(engine, cfg, c, res);
+    };
+  };
+  svr.Post("/v1/completions", answer([&, limits](const std::string& body) {
+             return parse_completion(body, tok, limits);
+           }));
+  svr.Post("/v1/chat/completions", answer([&, limits](const std::string& body) {
+             return parse_chat_completion(body, tok, limits, cfg.chat_template);
+           }));
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });

@@ -256,8 +256,8 @@ void Dist::require_same(const Items& items, const std::string& what) const {
       const std::string b = i < other.size() ? other[i].second : "(none)";
       if (i < first.size() && i < other.size() && first[i] == other[i]) continue;
       throw JobWideError(what + ": the processes of this job differ: " + name + " is '" + a +
-                  "' on rank 0 but '" + b + "' on rank " + std::to_string(r) +
-                  "; every process must be started with the same options and files");
+                         "' on rank 0 but '" + b + "' on rank " + std::to_string(r) +
+                         "; every process must be started with the same options and files");
     }
   }
 }

@@ -4,11 +4,11 @@
 #pragma once
 
 #include <cstdint>
-
-#include "logattn/error.h"
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "logattn/error.h"
 
 namespace logattn::train {
 

@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <set>
 

@@ -1,4 +1,5 @@
-// Float64 oracles of the attention, written plainly from the definitions (docs/design.md section 1).
+// Float64 oracles of the attention, written plainly from the definitions
+// (docs/design.md section 1).
 #pragma once
 
 #include <cstdint>
