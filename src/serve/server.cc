@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -223,18 +224,25 @@ namespace {
 class StopOnSignal {
  public:
   explicit StopOnSignal(GuardedServer& svr)
-      : thread_([&svr] {
+      : thread_([this, &svr] {
           sigset_t signals = stop_signals();
           int sig = 0;
           sigwait(&signals, &sig);
-          svr.shut_down();
+          // httplib's stop() does nothing before the server listens: a signal that comes
+          // between binding and listening would be lost. Ask again until serve() is done.
+          while (!done_) {
+            svr.shut_down();
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
         }) {}
   ~StopOnSignal() {
-    pthread_kill(thread_.native_handle(), SIGTERM);
+    done_ = true;
+    pthread_kill(thread_.native_handle(), SIGTERM);  // out of sigwait, if no signal came
     thread_.join();
   }
 
  private:
+  std::atomic<bool> done_{false};  // before thread_: set before the thread starts
   std::thread thread_;
 };
 

@@ -161,6 +161,22 @@ class ServeLimits(TinyModelCase):
         self.assertEqual(status_of(answer), 413, answer)
         self.assertEqual(curl(url + "/health")[0], 200)
 
+    def test_a_stop_signal_right_after_start_stops_the_server(self):
+        # SIGTERM as soon as the server says it listens, on one CPU (where the signal's thread
+        # often runs before the server has started listening, and a stop was lost): it stops.
+        cpu = sorted(os.sched_getaffinity(0))[0]
+        for _ in range(10):
+            p = subprocess.Popen([LOGATTN, "serve", "--model", self.model, "--port", "0"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+            self.assertIn("listening on", p.stdout.readline())
+            p.send_signal(signal.SIGTERM)
+            try:
+                self.assertEqual(p.wait(timeout=20), 0)
+            finally:
+                p.kill()
+                p.communicate()
+
     def test_a_port_in_use_and_a_foreign_address_are_refused(self):
         url = self.start()
         port = url.rsplit(":", 1)[1]
