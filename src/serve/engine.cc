@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -98,6 +99,27 @@ auto read_state_file(const std::string& id, const std::string& path, F read) {
   }
 }
 
+// log softmax(logits)[token] and the k most likely tokens', in float64 (the sums of exps).
+TokenLogprob token_logprob(const std::vector<float>& logits, int32_t token, int64_t k) {
+  const float mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (const float x : logits) sum += std::exp(static_cast<double>(x) - mx);
+  const double lse = mx + std::log(sum);
+  TokenLogprob out;
+  out.token = token;
+  out.logprob = static_cast<float>(logits[token] - lse);
+  std::vector<int32_t> order(logits.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  k = std::min<int64_t>(k, static_cast<int64_t>(order.size()));
+  // Ties by id, so that the list is the same whatever the sort does with equal logits.
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  for (int64_t i = 0; i < k; ++i)
+    out.top.emplace_back(order[i], static_cast<float>(logits[order[i]] - lse));
+  return out;
+}
+
 }  // namespace
 
 struct Engine::Active {
@@ -114,6 +136,7 @@ struct Engine::Active {
   int32_t token = 0;
   bool finishing = false;
   std::string finish_reason;
+  std::vector<TokenLogprob> logprobs;  // not yet sent
 };
 
 bool Engine::valid_id(const std::string& id) {
@@ -349,6 +372,8 @@ bool Engine::read_prompt(Active& a) {
 void Engine::sample(Active& a) {
   const int64_t V = model_.config().vocab;
   a.token = generate::pick_token(a.gen->last_logits().data(), V, a.req.sample, a.rng);
+  if (a.req.logprobs >= 0)
+    a.logprobs.push_back(token_logprob(a.gen->last_logits(), a.token, a.req.logprobs));
   ++a.produced;
   if (a.token < tok_.vocab_size()) a.text += tok_.token_bytes(a.token);
   size_t upto = a.text.size();
@@ -372,6 +397,8 @@ void Engine::sample(Active& a) {
     Event e;
     e.text = a.text.substr(a.emitted, upto - a.emitted);
     a.emitted = upto;
+    e.logprobs = std::move(a.logprobs);
+    a.logprobs.clear();
     a.stream->push(std::move(e));
   }
 }
@@ -382,6 +409,7 @@ void Engine::finish(Active& a) {
   e.finish_reason = a.finish_reason;
   e.prompt_tokens = static_cast<int64_t>(a.req.prompt.size());
   e.completion_tokens = a.produced;
+  e.logprobs = std::move(a.logprobs);
   if (a.conv) {
     // Written through: a restart (or a kill) loses no answered turn.
     a.gen->save(state_path(a.req.conversation));

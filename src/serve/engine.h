@@ -39,6 +39,17 @@ struct Request {
   uint64_t seed = 0;
   std::vector<std::string> stop;  // the completion ends before the first of these
   std::string conversation;       // empty: none
+  // Log-probabilities of the sampled tokens, each with this many most likely alternatives
+  // (0 to 20); -1: none.
+  int64_t logprobs = -1;
+};
+
+// A sampled token's log-probability under the model's distribution (the logits before
+// temperature, top-k and top-p), and the most likely tokens' (most likely first).
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
 };
 
 // What a request's client receives, in order: text as it is produced (whole UTF-8
@@ -49,6 +60,7 @@ struct Event {
   std::string finish_reason;  // "length" or "stop"
   std::string error;          // the request failed (done is set too)
   int64_t prompt_tokens = 0, completion_tokens = 0;
+  std::vector<TokenLogprob> logprobs;  // of the tokens sampled since the previous event
 };
 
 // One request's events, from the engine's thread to the client's.

@@ -174,7 +174,9 @@ Completion parse_completion(const std::string& body, const tokenizer::Tokenizer&
       } else {
         throw Error("'prompt' must be a string (or an array of one string)");
       }
-    } else if (k == "echo" || k == "logprobs" || k == "best_of" || k == "suffix") {
+    } else if (k == "logprobs") {
+      if (!v.is_null()) c.req.logprobs = integer(v, "logprobs", 0, 5);
+    } else if (k == "echo" || k == "best_of" || k == "suffix") {
       refuse_unless_off(k, v);
     }
   }
@@ -190,6 +192,7 @@ Completion parse_chat_completion(const std::string& body, const tokenizer::Token
   c.api = Api::kChat;
   c.include_usage = false;
   std::vector<model::ChatMessage> messages;
+  int64_t top_logprobs = 0;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const json& v = it.value();
@@ -208,12 +211,18 @@ Completion parse_chat_completion(const std::string& body, const tokenizer::Token
       } else if (!v.is_null() && !v.is_object()) {
         throw Error("'stream_options' must be an object");
       }
-    } else if (k == "logprobs" || k == "top_logprobs" || k == "tools" || k == "functions") {
-      if (!(k == "top_logprobs" && v.is_number_integer() && v.get<int64_t>() == 0))
-        refuse_unless_off(k, v);
+    } else if (k == "logprobs") {
+      if (!v.is_null() && !v.is_boolean()) throw Error("'logprobs' must be true or false");
+      if (v.is_boolean() && v.get<bool>()) c.req.logprobs = std::max<int64_t>(c.req.logprobs, 0);
+    } else if (k == "top_logprobs") {
+      if (!v.is_null()) top_logprobs = integer(v, "top_logprobs", 0, 20);
+    } else if (k == "tools" || k == "functions") {
+      refuse_unless_off(k, v);
     }
   }
   if (!j.contains("messages")) throw Error("'messages' is required");
+  if (top_logprobs > 0 && c.req.logprobs < 0) throw Error("'top_logprobs' needs 'logprobs': true");
+  if (c.req.logprobs >= 0) c.req.logprobs = top_logprobs;
   // The template's stop strings end the answer, after the request's own.
   for (const auto& s : tmpl.stop)
     if (std::find(c.req.stop.begin(), c.req.stop.end(), s) == c.req.stop.end())
@@ -237,6 +246,44 @@ json usage_json(const Usage& u) {
           {"total_tokens", u.prompt_tokens + u.completion_tokens}};
 }
 
+json bytes_json(const std::string& s) {
+  json b = json::array();
+  for (const unsigned char c : s) b.push_back(static_cast<int>(c));
+  return b;
+}
+
+// OpenAI's two shapes: completions' parallel lists (with each token's offset in the text),
+// chat's list of objects (with each token's bytes).
+json logprobs_json(Api api, const std::vector<LogprobEntry>& entries, size_t text_offset) {
+  if (api == Api::kChat) {
+    json content = json::array();
+    for (const auto& e : entries) {
+      json top = json::array();
+      for (const auto& [t, lp] : e.top)
+        top.push_back({{"token", t}, {"logprob", lp}, {"bytes", bytes_json(t)}});
+      content.push_back({{"token", e.token},
+                         {"logprob", e.logprob},
+                         {"bytes", bytes_json(e.token)},
+                         {"top_logprobs", std::move(top)}});
+    }
+    return {{"content", std::move(content)}};
+  }
+  json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+  for (const auto& e : entries) {
+    tokens.push_back(e.token);
+    lps.push_back(e.logprob);
+    json top = json::object();
+    for (const auto& [t, lp] : e.top) top[t] = lp;
+    tops.push_back(std::move(top));
+    offsets.push_back(text_offset);
+    text_offset += e.token.size();
+  }
+  return {{"tokens", std::move(tokens)},
+          {"token_logprobs", std::move(lps)},
+          {"top_logprobs", std::move(tops)},
+          {"text_offset", std::move(offsets)}};
+}
+
 // Invalid UTF-8 (a token cut inside a character) becomes U+FFFD.
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -251,7 +298,10 @@ std::string response_json(const ResponseHead& h, const std::vector<Choice>& choi
   json list = json::array();
   for (size_t i = 0; i < choices.size(); ++i) {
     json choice = {
-        {"index", i}, {"logprobs", nullptr}, {"finish_reason", choices[i].finish_reason}};
+        {"index", i},
+        {"logprobs",
+         choices[i].with_logprobs ? logprobs_json(h.api, choices[i].logprobs, 0) : json(nullptr)},
+        {"finish_reason", choices[i].finish_reason}};
     if (chat)
       choice["message"] = {{"role", "assistant"}, {"content", choices[i].text}};
     else
@@ -264,12 +314,14 @@ std::string response_json(const ResponseHead& h, const std::vector<Choice>& choi
 }
 
 std::string chunk_json(const ResponseHead& h, size_t index, const std::string& text,
-                       const std::string& finish_reason, bool first) {
+                       const std::string& finish_reason, bool first,
+                       const std::vector<LogprobEntry>* logprobs, size_t text_offset) {
   const bool chat = h.api == Api::kChat;
   json out = head_json(h, chat ? "chat.completion.chunk" : "text_completion");
-  json choice = {{"index", index},
-                 {"logprobs", nullptr},
-                 {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
+  json choice = {
+      {"index", index},
+      {"logprobs", logprobs ? logprobs_json(h.api, *logprobs, text_offset) : json(nullptr)},
+      {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
   if (chat) {
     json delta = json::object();
     if (first) delta["role"] = "assistant";

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/chat_template.h"
@@ -58,17 +59,29 @@ struct ResponseHead {
 struct Usage {
   int64_t prompt_tokens = 0, completion_tokens = 0;
 };
+// A token's log-probability as a client sees it: the token's text (its bytes) and the most
+// likely alternatives'.
+struct LogprobEntry {
+  std::string token;
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;
+};
 struct Choice {
   std::string text, finish_reason;
+  bool with_logprobs = false;
+  std::vector<LogprobEntry> logprobs;
 };
 
 // A whole response: text_completion or chat.completion.
 std::string response_json(const ResponseHead& head, const std::vector<Choice>& choices,
                           const Usage& usage);
 // A streamed event's data: a piece of choice index's text; finish_reason on its last (empty
-// before); first: chat's first chunk of a choice, which names the role.
+// before); first: chat's first chunk of a choice, which names the role; logprobs (when asked
+// for) of the tokens since the previous chunk, the first of them at text_offset in the
+// choice's text.
 std::string chunk_json(const ResponseHead& head, size_t index, const std::string& text,
-                       const std::string& finish_reason, bool first);
+                       const std::string& finish_reason, bool first,
+                       const std::vector<LogprobEntry>* logprobs = nullptr, size_t text_offset = 0);
 // The usage chunk that ends a stream.
 std::string usage_chunk_json(const ResponseHead& head, const Usage& usage);
 

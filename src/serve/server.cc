@@ -85,10 +85,27 @@ Event next_event(Stream& s) {
   return e;
 }
 
+// A token's text: its bytes (ids past the tokenizer's, in a padded vocabulary, have none).
+std::string token_text(const tokenizer::Tokenizer& tok, int32_t id) {
+  return id < tok.vocab_size() ? std::string(tok.token_bytes(id)) : std::string();
+}
+
+std::vector<LogprobEntry> logprob_entries(const tokenizer::Tokenizer& tok,
+                                          const std::vector<TokenLogprob>& lps) {
+  std::vector<LogprobEntry> out;
+  for (const auto& lp : lps) {
+    LogprobEntry e{token_text(tok, lp.token), lp.logprob, {}};
+    for (const auto& [id, v] : lp.top) e.top.emplace_back(token_text(tok, id), v);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 // Answers a parsed request (either API) through the engine: one response, or server-sent
 // events; the formats are request.h's.
-void handle_completion(Engine& engine, const ServerConfig& cfg, const Completion& c,
-                       httplib::Response& res) {
+void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& cfg,
+                       const Completion& c, httplib::Response& res) {
+  const bool with_logprobs = c.req.logprobs >= 0;
   std::vector<std::shared_ptr<Stream>> streams;
   try {
     for (int64_t i = 0; i < c.n; ++i) {
@@ -112,14 +129,16 @@ void handle_completion(Engine& engine, const ServerConfig& cfg, const Completion
     Usage usage;
     for (auto& stream : streams) {
       std::string text;
+      std::vector<LogprobEntry> entries;
       for (;;) {
         Event e = next_event(*stream);
         text += e.text;
+        for (auto& entry : logprob_entries(tok, e.logprobs)) entries.push_back(std::move(entry));
         if (!e.done) continue;
         if (!e.error.empty()) return send_error(res, 500, e.error);
         usage.prompt_tokens = e.prompt_tokens;
         usage.completion_tokens += e.completion_tokens;
-        choices.push_back({text, e.finish_reason});
+        choices.push_back({text, e.finish_reason, with_logprobs, std::move(entries)});
         break;
       }
     }
@@ -131,9 +150,10 @@ void handle_completion(Engine& engine, const ServerConfig& cfg, const Completion
   const bool include_usage = c.include_usage;
   res.set_chunked_content_provider(
       "text/event-stream",
-      [streams, head, include_usage](size_t, httplib::DataSink& sink) {
+      [streams, head, include_usage, with_logprobs, &tok](size_t, httplib::DataSink& sink) {
         Usage usage;
         std::vector<bool> done(streams.size(), false), started(streams.size(), false);
+        std::vector<size_t> offsets(streams.size(), 0);  // of each choice's next token
         size_t left = streams.size();
         auto send = [&](const std::string& data) {
           const std::string line = "data: " + data + "\n\n";
@@ -155,7 +175,11 @@ void handle_completion(Engine& engine, const ServerConfig& cfg, const Completion
               usage.prompt_tokens = e.prompt_tokens;
               usage.completion_tokens += e.completion_tokens;
             }
-            if (!send(chunk_json(head, i, e.text, e.done ? e.finish_reason : "", first))) {
+            const auto entries = logprob_entries(tok, e.logprobs);
+            const size_t offset = offsets[i];
+            for (const auto& entry : entries) offsets[i] += entry.token.size();
+            if (!send(chunk_json(head, i, e.text, e.done ? e.finish_reason : "", first,
+                                 with_logprobs ? &entries : nullptr, offset))) {
               for (auto& s : streams) s->cancel();  // the client has gone
               return false;
             }
@@ -264,7 +288,7 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
       } catch (const Error& e) {
         return send_error(res, 400, e.what());
       }
-      handle_completion(engine, cfg, c, res);
+      handle_completion(engine, tok, cfg, c, res);
     };
   };
   svr.Post("/v1/completions", answer([&, limits](const std::string& body) {

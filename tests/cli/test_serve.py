@@ -4,6 +4,7 @@ generate over the whole text, also after the server is killed (SIGKILL) and rest
 retried request is answered; bad requests get 400 / 413 / 429 with a message; concurrent
 requests are all answered."""
 import json
+import math
 import os
 import re
 import shutil
@@ -246,10 +247,70 @@ class Serve(unittest.TestCase):
                 ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
                  "only text parts"),
                 ({"prompt": "x"}, "'messages' is required"),
-                ({"messages": messages, "logprobs": True}, "'logprobs' is not supported")]:
+                ({"messages": messages, "top_logprobs": 2}, "'top_logprobs' needs 'logprobs': true"),
+                ({"messages": messages, "logprobs": "yes"}, "'logprobs' must be true or false"),
+                ({"messages": messages, "tools": [{"type": "function"}]}, "'tools' is not supported")]:
             status, out = curl(url, body)
             self.assertEqual(status, 400, body)
             self.assertIn(message, out["error"]["message"], body)
+
+    def test_logprobs_of_the_sampled_tokens(self):
+        url = self.server.url
+        body = {"prompt": "All the", "max_tokens": 12, "temperature": 0, "logprobs": 3}
+        out = self.complete(**body)
+        choice = out["choices"][0]
+        lp = choice["logprobs"]
+        self.assertEqual("".join(lp["tokens"]), choice["text"])
+        self.assertEqual(len(lp["token_logprobs"]), 12)
+        for token, value, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
+            self.assertEqual(len(top), 3)
+            self.assertEqual(max(top.values()), value)  # greedy: the most likely token
+            self.assertEqual(top[token], value)
+            self.assertLessEqual(value, 0)
+            self.assertLessEqual(sum(math.exp(x) for x in top.values()), 1 + 1e-6)
+        self.assertEqual(lp["text_offset"],
+                         [sum(len(t) for t in lp["tokens"][:i]) for i in range(12)])
+        # Streamed: the same entries, chunk by chunk.
+        events = subprocess.run([CURL, "-s", "-N", url + "/v1/completions", "-d",
+                                 json.dumps({**body, "stream": True})],
+                                capture_output=True, encoding="utf-8", timeout=60).stdout
+        chunks = [json.loads(line[6:]) for line in events.split("\n")
+                  if line.startswith("data: {")]
+        streamed = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        for c in chunks:
+            for ch in c["choices"]:
+                for k in streamed:
+                    streamed[k] += ch["logprobs"][k]
+        self.assertEqual(streamed, lp)
+        # Chat's shape, with top_logprobs.
+        status, chat = curl(url + "/v1/chat/completions",
+                            {"messages": [{"role": "user", "content": "All the"}],
+                             "max_tokens": 8, "temperature": 0, "logprobs": True,
+                             "top_logprobs": 2})
+        self.assertEqual(status, 200, chat)
+        content = chat["choices"][0]["logprobs"]["content"]
+        self.assertEqual(len(content), chat["usage"]["completion_tokens"])
+        self.assertTrue("".join(e["token"] for e in content).startswith(
+            chat["choices"][0]["message"]["content"]))
+        for e in content:
+            self.assertEqual(e["bytes"], list(e["token"].encode()))
+            self.assertEqual(len(e["top_logprobs"]), 2)
+            self.assertEqual(e["top_logprobs"][0]["logprob"], e["logprob"])
+        # Sampled, alone and beside others: the same log-probabilities, bit for bit.
+        sampled = {"prompt": "All the", "max_tokens": 30, "temperature": 0.9, "seed": 3,
+                   "logprobs": 2}
+        alone = self.complete(**sampled)["choices"][0]["logprobs"]
+        together = [None] * 4
+
+        def ask(i):
+            together[i] = curl(url + "/v1/completions",
+                               {**sampled, "seed": 3 if i == 0 else 10 + i})[1]
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(together[0]["choices"][0]["logprobs"], alone)
 
     def test_answers_do_not_depend_on_the_batch(self):
         # Each request alone, then all at once (joining the batch at different steps): the
@@ -360,7 +421,8 @@ class Serve(unittest.TestCase):
             ({"prompt": "x", "temperature": "hot"}, 400, "'temperature' must be a number"),
             ({"prompt": "x", "conversation": "nope"}, 400, "unknown conversation 'nope'"),
             ({"prompt": "x", "conversation": "../etc"}, 400, "'conversation' must be an id"),
-            ({"prompt": "x", "logprobs": 3}, 400, "'logprobs' is not supported"),
+            ({"prompt": "x", "logprobs": 6}, 400, "'logprobs' must be in [0, 5]"),
+            ({"prompt": "x", "echo": True}, 400, "'echo' is not supported"),
             ({"max_tokens": 3}, 400, "'prompt' is required"),
             ({"prompt": "x", "n": 2, "stream": "yes"}, 400, "'stream' must be true or false"),
         ]
