@@ -1,4 +1,4 @@
-// `logattn serve`: the model behind an HTTP server in OpenAI's completions format, its
+// `logattn serve`: the model behind an HTTP server in OpenAI's completions and chat formats, its
 // conversations kept as constant-size states (serve/).
 #include <filesystem>
 #include <optional>
@@ -77,7 +77,8 @@ int run_serve(const ServeConfig& c) {
 
 Runner add_serve_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "serve", "An HTTP server in OpenAI's completions format, with conversations kept as states");
+      "serve",
+      "An HTTP server in OpenAI's completions and chat formats, with conversations kept as states");
   auto cfg = std::make_shared<ServeConfig>();
   auto table = std::make_shared<OptionTable>();
   table->add("--model", &cfg->model, "checkpoint (.safetensors; float32, bf16 or q8_0)")

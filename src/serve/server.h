@@ -1,5 +1,6 @@
-// `logattn serve`: an HTTP server (cpp-httplib) in OpenAI's completions format over the
-// engine (serve/engine.h): POST /v1/completions (stream: server-sent events), conversations
+// `logattn serve`: an HTTP server (cpp-httplib) in OpenAI's completions and chat formats over
+// the engine (serve/engine.h): POST /v1/completions and /v1/chat/completions (stream:
+// server-sent events), conversations
 // (POST / GET /v1/conversations, GET / DELETE /v1/conversations/{id}), GET /health,
 // GET /v1/models, GET /metrics (Prometheus text).
 #pragma once
