@@ -26,9 +26,9 @@ struct ServeConfig {
   int64_t conversations_memory_mb = 256;
   int64_t max_batch = 16;
   int64_t max_queue = 64;
-  int64_t max_tokens = 4096;
-  int64_t max_prompt_tokens = 65536;
-  int64_t max_body_kb = 1024;
+  int64_t max_tokens = serve::RequestLimits{}.max_tokens;
+  int64_t max_prompt_tokens = serve::RequestLimits{}.max_prompt_tokens;
+  int64_t max_body_kb = serve::HttpLimits{}.max_body_bytes / 1024;
   int64_t max_connections = serve::HttpLimits{}.max_connections;
   std::string chat_template;
 };
@@ -66,8 +66,8 @@ int run_serve(const ServeConfig& c) {
   serve::ServerConfig sc;
   sc.host = c.host, sc.port = static_cast<int>(c.port);
   sc.model_name = std::filesystem::path(c.model).stem().string();
-  sc.max_tokens = c.max_tokens, sc.max_prompt_tokens = c.max_prompt_tokens;
-  sc.max_body_bytes = c.max_body_kb * 1024;
+  sc.request = {c.max_tokens, c.max_prompt_tokens};
+  sc.http.max_body_bytes = c.max_body_kb * 1024;
   sc.http.max_connections = c.max_connections;
   sc.chat_template = *chat_template;
   return serve::serve(engine, *tok, sc);

@@ -108,6 +108,7 @@ TokenLogprob token_logprob(const std::vector<float>& logits, int32_t token, int6
   TokenLogprob out;
   out.token = token;
   out.logprob = static_cast<float>(logits[token] - lse);
+  if (k == 0) return out;
   std::vector<int32_t> order(logits.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
   k = std::min<int64_t>(k, static_cast<int64_t>(order.size()));
@@ -178,12 +179,11 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfi
         const std::string x = ext;
         if (name.size() > x.size() && name.compare(name.size() - x.size(), x.size(), x) == 0 &&
             valid_id(name.substr(0, name.size() - x.size()))) {
-          // -1: read from the state file when asked. A state file wins over an .empty marker
-          // beside it (a kill between writing the first state and removing the marker).
-          const std::string id = name.substr(0, name.size() - x.size());
-          const bool known = conversations_.count(id) > 0;
-          Conversation& c = conversations_[id];
-          if (x == ".safetensors" || !known) c.tokens = x == ".empty" ? 0 : -1;
+          // A new entry holds 0 tokens (an .empty marker); -1: read from the state file when
+          // asked. A state file wins over a marker beside it (a kill between writing the first
+          // state and removing the marker).
+          Conversation& c = conversations_[name.substr(0, name.size() - x.size())];
+          if (x == ".safetensors") c.tokens = -1;
         }
       }
     }

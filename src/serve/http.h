@@ -16,7 +16,7 @@ namespace logattn::serve {
 struct HttpLimits {
   int64_t max_head_bytes = 32 * 1024;  // request line and headers together; more: 431
   int64_t max_header_lines = 100;      // more: 431
-  int64_t max_body_bytes = 1 << 20;    // the decoded body; more: 413 (see body_too_large)
+  int64_t max_body_bytes = 1 << 20;    // the decoded body; more: 413 (raw bytes: see below)
   double head_seconds = 10;            // the request line and headers arrive within; else 408
   double request_seconds = 60;         // the whole request arrives within; else 408
   double io_seconds = 10;              // one read or write waits at most this long

@@ -274,8 +274,8 @@ class StopOnSignal {
 
 void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& tok,
                 const ServerConfig& cfg) {
-  const int64_t max_body = cfg.max_body_bytes;
-  const RequestLimits limits{cfg.max_tokens, cfg.max_prompt_tokens};
+  const int64_t max_body = cfg.http.max_body_bytes;
+  const RequestLimits limits = cfg.request;
   // Both APIs: the body read, parsed by its format, answered by the engine.
   auto answer = [&, max_body](auto parse) {
     return [&, max_body, parse](const httplib::Request& req, httplib::Response& res,
@@ -403,12 +403,6 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
   });
 }
 
-HttpLimits http_limits(const ServerConfig& cfg) {
-  HttpLimits limits = cfg.http;
-  limits.max_body_bytes = cfg.max_body_bytes;
-  return limits;
-}
-
 ErrorBody error_body() {
   return [](int status, const std::string& message) {
     return error_json(message, error_type(status));
@@ -417,7 +411,7 @@ ErrorBody error_body() {
 
 int serve(Engine& engine, const tokenizer::Tokenizer& tok, const ServerConfig& cfg) {
   raise_open_file_limit();
-  GuardedServer svr(http_limits(cfg), error_body());
+  GuardedServer svr(cfg.http, error_body());
   add_routes(svr, engine, tok, cfg);
   const StopOnSignal stopper(svr);
   const int port = svr.bind_listener(cfg.host, cfg.port);

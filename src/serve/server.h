@@ -11,6 +11,7 @@
 #include "model/chat_template.h"
 #include "serve/engine.h"
 #include "serve/http.h"
+#include "serve/request.h"
 
 namespace logattn::serve {
 
@@ -18,10 +19,8 @@ struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string model_name;             // what /v1/models lists and responses name
-  int64_t max_tokens = 4096;          // the largest max_tokens a request may ask for
-  int64_t max_prompt_tokens = 65536;  // longer prompts are refused
-  int64_t max_body_bytes = 1 << 20;   // larger bodies get 413
-  HttpLimits http;                    // connections: sizes, times, threads
+  RequestLimits request;              // max_tokens and prompt lengths
+  HttpLimits http;                    // connections: sizes (the body's too), times, threads
   model::ChatTemplate chat_template;  // how /v1/chat/completions' messages become text
 };
 
@@ -29,11 +28,9 @@ struct ServerConfig {
 // call it first, so that serve() alone takes them.
 void block_stop_signals();
 
-// The endpoints above on svr, over engine (every handler's work), and what svr needs to be
-// made with for cfg.
+// The endpoints above on svr (made with cfg.http and error_body()), over engine.
 void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& tok,
                 const ServerConfig& cfg);
-HttpLimits http_limits(const ServerConfig& cfg);
 ErrorBody error_body();
 
 // Serves until SIGINT or SIGTERM, then returns 0. Prints "listening on http://host:port"

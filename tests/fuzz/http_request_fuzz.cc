@@ -33,10 +33,11 @@ struct Served {
     model.init(0);
     engine = std::make_unique<serve::Engine>(model, *tok, serve::EngineConfig{});
     cfg.model_name = "micro";
-    cfg.max_tokens = 8, cfg.max_prompt_tokens = 64, cfg.max_body_bytes = 4096;
+    cfg.request = {8, 64};
+    cfg.http.max_body_bytes = 4096;
     cfg.http.head_seconds = cfg.http.request_seconds = cfg.http.io_seconds = 1;
     cfg.http.max_head_bytes = 2048;
-    svr = std::make_unique<serve::GuardedServer>(serve::http_limits(cfg), serve::error_body());
+    svr = std::make_unique<serve::GuardedServer>(cfg.http, serve::error_body());
     serve::add_routes(*svr, *engine, *tok, cfg);
   }
 };
