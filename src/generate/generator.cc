@@ -15,11 +15,15 @@ namespace logattn::generate {
 Generator::Generator(model::Model& model)
     : model_(model), state_(model.new_state(1)), logits_(model.config().vocab, 0.f) {}
 
-void Generator::feed(const std::vector<int32_t>& tokens, int64_t piece) {
+void Generator::feed(std::span<const int32_t> tokens, int64_t piece) {
   if (tokens.empty()) throw Error("generate: nothing to read (an empty prompt)");
+  if (piece < 1 || piece % model::Model::kPromptBlock != 0)
+    throw Error("generate: a prompt's pieces must be a multiple of " +
+                std::to_string(model::Model::kPromptBlock) + " tokens");
   for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(piece)) {
     const int64_t n = std::min<int64_t>(piece, static_cast<int64_t>(tokens.size() - i));
-    model_.forward_with_state(tokens.data() + i, 1, n, state_, logits_.data());
+    model_.forward_with_state(tokens.data() + i, 1, n, state_, logits_.data(),
+                              model::Model::Reading::kPrompt);
   }
 }
 

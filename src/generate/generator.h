@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,11 @@ class Generator {
  public:
   explicit Generator(model::Model& model);
 
-  // Reads tokens (at least one) into the state, in pieces of at most `piece` tokens so that
-  // activations stay bounded however long the prompt.
-  void feed(const std::vector<int32_t>& tokens, int64_t piece = 512);
+  // Reads tokens (at least one) into the state as a prompt (Model::Reading::kPrompt), in
+  // pieces of at most `piece` tokens (a multiple of Model::kPromptBlock) so that activations
+  // stay bounded however long the prompt. From a state at a multiple of kPromptBlock tokens,
+  // the result does not depend on how the tokens are split between calls at such multiples.
+  void feed(std::span<const int32_t> tokens, int64_t piece = 512);
   // Samples the next token from the last logits, feeds it, returns it.
   int32_t next(const SampleOptions& opt, uint64_t& rng_state);
   bool empty() const { return state_.tokens == 0; }

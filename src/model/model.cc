@@ -158,7 +158,7 @@ int64_t Model::activation_bytes() const {
 
 double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
                       bool backward_pass, float grad_scale, float* logits) {
-  return run(tokens, targets, B, T, backward_pass, grad_scale, logits, nullptr);
+  return run(tokens, targets, B, T, backward_pass, grad_scale, logits, nullptr, Reading::kStep);
 }
 
 ModelState Model::new_state(int64_t B) const {
@@ -174,11 +174,11 @@ ModelState Model::new_state(int64_t B) const {
 }
 
 void Model::forward_with_state(const int32_t* tokens, int64_t B, int64_t T, ModelState& state,
-                               float* last_logits) {
+                               float* last_logits, Reading reading) {
   if (state.batch != B || static_cast<int64_t>(state.layers.size()) != cfg_.n_layers ||
       static_cast<int64_t>(state.h.size()) != B * cfg_.d_emb)
     throw Error("model forward: the state is for another batch size or model");
-  run(tokens, nullptr, B, T, false, 1.f, last_logits, &state);
+  run(tokens, nullptr, B, T, false, 1.f, last_logits, &state, reading);
 }
 
 void Model::step_heads(int64_t l, AttentionState& state) {
@@ -199,19 +199,25 @@ void Model::step_heads(int64_t l, AttentionState& state) {
   state.set_tokens(state.tokens() + 1);
 }
 
-void Model::attend(int64_t l, int64_t B, int64_t T, ModelState* state) {
+void Model::attend(int64_t l, int64_t B, int64_t T, ModelState* state, Reading reading) {
   const int64_t H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
   LayerActs& a = acts_[l];
   switch (cfg_.attention) {
     case AttentionKind::kLog: {
-      const AttentionOptions opt = model_attention();
+      AttentionOptions opt = model_attention();
       const AttentionDims dims{B, H, T, T, dk, dv};
-      if (!state)
-        attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
-      else if (T == 1)  // [B, H, 1, d] is the step's [B, H, d]
-        attention_step(a.q, a.k, a.lv, a.logy, state->layers[l], a.log_d);
-      else
+      if (state && reading == Reading::kPrompt) {
+        // The chunks then start where a call that begins at a multiple of kPromptBlock starts
+        // them; a chunk's result depends on every key in it (its references are maxima).
+        opt.chunk = kPromptBlock;
         attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, &state->layers[l]);
+      } else if (!state) {
+        attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d);
+      } else if (T == 1) {  // [B, H, 1, d] is the step's [B, H, d]
+        attention_step(a.q, a.k, a.lv, a.logy, state->layers[l], a.log_d);
+      } else {
+        attention_forward(opt, dims, a.q, a.k, a.lv, a.logy, a.log_d, &state->layers[l]);
+      }
       return;
     }
     case AttentionKind::kSoftmax:
@@ -245,7 +251,8 @@ void Model::attend_backward(int64_t l, int64_t B, int64_t T) {
 }
 
 double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
-                  bool backward_pass, float grad_scale, float* logits, ModelState* state) {
+                  bool backward_pass, float grad_scale, float* logits, ModelState* state,
+                  Reading reading) {
   if (B < 1 || T < 1) throw Error("model forward: batch and length must be at least 1");
   const int64_t N = B * T, E = cfg_.d_emb, H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
   const int64_t A = H * dv, P = cfg_.proj_width(), V = cfg_.vocab;
@@ -264,8 +271,13 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
   ensure_shape(B, T);
   const float* W = w_.data();
   // A generation step of several sequences: each sequence's products summed as when it steps
-  // alone, so that its tokens do not depend on which others share the batch.
-  const ops::Reduce reduce = state && T == 1 ? ops::Reduce::kEachRowAlone : ops::Reduce::kFastest;
+  // alone, so that its tokens do not depend on which others share the batch. A prompt: in
+  // blocks of rows that start at the sequence's multiples of kPromptBlock, so that a
+  // position's sums do not depend on the call it is read in.
+  const bool prompt = state && reading == Reading::kPrompt;
+  const ops::Reduce reduce = prompt            ? ops::Reduce::kRowBlocks
+                             : state && T == 1 ? ops::Reduce::kEachRowAlone
+                                               : ops::Reduce::kFastest;
 
   // Embedding and EmbedPosition: x0 = emb + h, h the log-space recurrence from h_{-1} = 0.
   const ops::Matrix embed = matrix(layout_.embed, V, E);
@@ -297,7 +309,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
                              a.rstd.data());
     });
     trace("x", l, a.x, N * E), trace("xn", l, a.xn, N * E);
-    if (state && N == 1 && cfg_.attention == AttentionKind::kLog) {
+    if (state && N == 1 && !prompt && cfg_.attention == AttentionKind::kLog) {
       step_heads(l, state->layers[l]);  // one sequence, one token: W1 and the step fused
     } else {
       timed(Op::kProjection, false, [&] {
@@ -306,7 +318,7 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
       timed(Op::kPermute, false, [&] {
         permute_heads(B, T, H, dk, dv, proj_.data(), a.q.data(), a.k.data(), a.lv.data(), true);
       });
-      timed(Op::kAttention, false, [&] { attend(l, B, T, state); });
+      timed(Op::kAttention, false, [&] { attend(l, B, T, state, reading); });
     }
     timed(Op::kPermute, false,
           [&] { heads_to_tokens(B, T, H, dv, a.logy.data(), a.a.data(), false); });

@@ -63,11 +63,24 @@ class Model {
 
   // An empty generation state for B sequences (h = 0, empty attention sums).
   ModelState new_state(int64_t B) const;
-  // Continues the B sequences of state with tokens [B, T] (one token at a time through the
-  // attention's step when T = 1, the chunked path otherwise); writes the logits of the last
+  // How forward_with_state reads its tokens.
+  enum class Reading {
+    // T = 1 through the attention's one-token step, more through the chunked path; a batched
+    // step sums each sequence's products as when it steps alone.
+    kStep,
+    // A prompt, so that its result does not depend on how the text is split into calls:
+    // the attention's chunks and the products' blocks of rows (ops::Reduce::kRowBlocks)
+    // start at the sequence's multiples of kPromptBlock (T = 1 too). From a state at a multiple of
+    // kPromptBlock
+    // tokens, reading a text in one call or in several split at multiples of kPromptBlock
+    // gives the same state and logits, bit for bit (docs/design.md, "Exact prefix reuse").
+    kPrompt,
+  };
+  static constexpr int64_t kPromptBlock = ops::kReduceBlock;
+  // Continues the B sequences of state with tokens [B, T]; writes the logits of the last
   // position, last_logits [B, vocab], and updates state.
   void forward_with_state(const int32_t* tokens, int64_t B, int64_t T, ModelState& state,
-                          float* last_logits);
+                          float* last_logits, Reading reading = Reading::kStep);
 
   // Attaches a profile that forward and backward add their time per operation to (nullptr:
   // none, the default).
@@ -94,7 +107,7 @@ class Model {
   };
   void ensure_shape(int64_t B, int64_t T);
   double run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, bool backward,
-             float grad_scale, float* logits, ModelState* state);
+             float grad_scale, float* logits, ModelState* state, Reading reading);
   void backward(const int32_t* tokens, int64_t B, int64_t T);
   // A one-sequence generation step's projection and attention for layer l: each head's rows
   // of W1 and its attention step in one block, the heads split with the partner thread, so
@@ -102,7 +115,7 @@ class Model {
   void step_heads(int64_t l, AttentionState& state);
   // Layer l's attention, q, k, lv -> logy (and what its backward needs), by the
   // configuration's kind: the one place the kinds differ. With state, continuing it.
-  void attend(int64_t l, int64_t B, int64_t T, ModelState* state);
+  void attend(int64_t l, int64_t B, int64_t T, ModelState* state, Reading reading);
   // Its backward: dlogy_ -> dq_, dk_, dlv_.
   void attend_backward(int64_t l, int64_t B, int64_t T);
   // Runs f, adding its wall time to the profile's op when one is attached.

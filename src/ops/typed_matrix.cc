@@ -87,6 +87,23 @@ Matrix Matrix::rows_view(int64_t r0, int64_t n) const {
 void linear(const Matrix& w, int64_t m, const float* x, const float* bias, float* y,
             Reduce reduce) {
   const int64_t rows = w.rows, cols = w.cols;
+  if (w.type == WeightType::kF32 && reduce == Reduce::kRowBlocks) {
+    const auto* wf = static_cast<const float*>(w.data);
+    thread_local std::vector<float> xb, yb;
+    for (int64_t r0 = 0; r0 < m; r0 += kReduceBlock) {
+      const int64_t n = std::min(kReduceBlock, m - r0);
+      if (n == kReduceBlock) {
+        linear_forward(n, cols, rows, x + r0 * cols, wf, bias, y + r0 * rows);
+        continue;
+      }
+      xb.assign(static_cast<size_t>(kReduceBlock * cols), 0.f);
+      yb.resize(static_cast<size_t>(kReduceBlock * rows));
+      std::copy(x + r0 * cols, x + (r0 + n) * cols, xb.begin());
+      linear_forward(kReduceBlock, cols, rows, xb.data(), wf, bias, yb.data());
+      std::copy(yb.begin(), yb.begin() + n * rows, y + r0 * rows);
+    }
+    return;
+  }
   if (w.type == WeightType::kF32 && (reduce == Reduce::kFastest || m == 1)) {
     linear_forward(m, cols, rows, x, static_cast<const float*>(w.data), bias, y);
     return;

@@ -37,8 +37,13 @@ struct Matrix {
 //    a sequence's results do not depend on the others in its batch (a generation step of
 //    several sequences); the weights are still read once for all rows (a block of weight
 //    rows stays in cache while every row of x goes over it).
+//  kRowBlocks: the rows in products of exactly kReduceBlock rows each (the last one padded
+//    with zeros), so that a row's sum is made by the same code in the same order whatever m
+//    is, when its place in its block is the same: a prompt read in blocks that start at the
+//    same positions of the sequence gives the same bits however it is split into calls.
 // bf16 and q8_0 always reduce each row alone.
-enum class Reduce { kFastest, kEachRowAlone };
+enum class Reduce { kFastest, kEachRowAlone, kRowBlocks };
+inline constexpr int64_t kReduceBlock = 64;
 
 // y[m, rows] = x[m, cols] W^T (+ bias[rows] when given). float32 goes to ops::gemm, or to
 // the one-row kernels row by row (Reduce::kEachRowAlone); bf16 and q8_0 to logattn's kernels,

@@ -360,8 +360,7 @@ bool Engine::read_prompt(Active& a) {
     // One piece per step, as `generate` reads a prompt: the batch's other sequences go on
     // between the pieces of a long one.
     const size_t end = std::min(n, a.fed + static_cast<size_t>(kPromptPiece));
-    a.gen->feed(std::vector<int32_t>(a.req.prompt.begin() + a.fed, a.req.prompt.begin() + end),
-                kPromptPiece);
+    a.gen->feed(std::span<const int32_t>(a.req.prompt).subspan(a.fed, end - a.fed), kPromptPiece);
     a.fed = end;
   }
   if (a.fed < n) return false;

@@ -70,17 +70,18 @@ TEST(Sample, TopPKeepsTheNucleus) {
 TEST(Generator, GreedyFollowsTheModelsStatePathBitForBit) {
   model::Model m = tiny_model();
   const int64_t V = m.config().vocab;
-  auto text = prompt_tokens(50);  // longer than the tiny preset's training context (32)
+  auto text = prompt_tokens(150);  // longer than the tiny preset's training context (32)
   Generator gen(m);
-  gen.feed(text, 16);  // in pieces, as long prompts are read
+  gen.feed(text, 64);  // in pieces, as long prompts are read
   SampleOptions greedy;
   greedy.temperature = 0;
   uint64_t rng = 0;
   model::Model ref = tiny_model();
   model::ModelState st = ref.new_state(1);
   std::vector<float> last(V);
-  for (int64_t i = 0; i < 50; i += 16)
-    ref.forward_with_state(text.data() + i, 1, std::min<int64_t>(16, 50 - i), st, last.data());
+  for (int64_t i = 0; i < 150; i += 64)
+    ref.forward_with_state(text.data() + i, 1, std::min<int64_t>(64, 150 - i), st, last.data(),
+                           model::Model::Reading::kPrompt);
   for (int step = 0; step < 30; ++step) {
     ASSERT_EQ(gen.last_logits(), last) << "step " << step;
     const int32_t want =
@@ -89,7 +90,54 @@ TEST(Generator, GreedyFollowsTheModelsStatePathBitForBit) {
     ASSERT_EQ(got, want) << "step " << step;
     ref.forward_with_state(&got, 1, 1, st, last.data());
   }
-  EXPECT_EQ(st.tokens, 80);
+  EXPECT_EQ(st.tokens, 180);
+}
+
+// A prompt read from a state at a multiple of Model::kPromptBlock gives the same state and
+// logits, bit for bit, however the text is split at such multiples into calls and pieces
+// (what makes a server's reuse of a kept prefix exact), for every weight type; a last piece
+// of one token too.
+TEST(Generator, PromptReadDoesNotDependOnItsSplit) {
+  auto same = [](const Generator& a, const Generator& b) {
+    if (a.tokens() != b.tokens() || a.last_logits() != b.last_logits()) return false;
+    const auto &x = a.state(), &y = b.state();
+    for (size_t l = 0; l < x.layers.size(); ++l) {
+      const auto u = x.layers[l].data(), v = y.layers[l].data();
+      if (std::memcmp(u.data(), v.data(), u.size_bytes()) != 0) return false;
+    }
+    return x.h == y.h;
+  };
+  auto check = [&](model::Model& m) {
+    const std::string type = ops::weight_type_name(m.weight_type());
+    for (const int64_t n : {333, 321, 64, 1}) {
+      const auto text = prompt_tokens(n);
+      const std::span<const int32_t> all(text);
+      Generator whole(m);
+      whole.feed(all, 512);
+      // Split points (multiples of the block) and piece sizes.
+      const std::vector<std::pair<std::vector<int64_t>, int64_t>> splits = {
+          {{}, 64}, {{64}, 64}, {{256, 320}, 512}, {{320}, 128}, {{128, 192, 256}, 192}};
+      for (const auto& [cuts, piece] : splits) {
+        Generator g(m);
+        int64_t from = 0;
+        for (int64_t c : cuts) {
+          if (c >= n) break;
+          g.feed(all.subspan(from, c - from), piece);
+          from = c;
+        }
+        g.feed(all.subspan(from), piece);
+        EXPECT_TRUE(same(whole, g)) << type << ": " << n << " tokens, piece " << piece
+                                    << ", first cut " << (cuts.empty() ? 0 : cuts[0]);
+      }
+    }
+  };
+  model::Model f32(model::ModelConfig::preset("small"));
+  f32.init(5);
+  check(f32);
+  for (const auto type : {ops::WeightType::kBF16, ops::WeightType::kQ8_0}) {
+    model::Model q = model::quantize_model(f32, type);
+    check(q);
+  }
 }
 
 TEST(Generator, SavedStateContinuesAsNeverStopping) {
@@ -190,6 +238,7 @@ TEST(Generator, BadStateFilesAndPrompts) {
   model::Model m = tiny_model();
   Generator g(m);
   EXPECT_THROW(g.feed({}), Error);
+  EXPECT_THROW(g.feed(prompt_tokens(5), 16), Error);  // pieces are whole blocks
   const std::string path =
       (std::filesystem::temp_directory_path() / "logattn_state_bad.safetensors").string();
   g.feed(prompt_tokens(5));
