@@ -23,9 +23,10 @@ struct ServeConfig {
   std::string host = "127.0.0.1";
   int64_t port = 8080;
   std::string conversations;
-  int64_t conversations_memory_mb = 256;
-  int64_t max_batch = 16;
-  int64_t max_queue = 64;
+  int64_t conversations_memory_mb = serve::EngineConfig{}.memory_mb;
+  int64_t max_batch = serve::EngineConfig{}.max_batch;
+  int64_t max_queue = serve::EngineConfig{}.max_queue;
+  int64_t prefix_cache_mb = serve::EngineConfig{}.prefix_cache_mb;
   int64_t max_tokens = serve::RequestLimits{}.max_tokens;
   int64_t max_prompt_tokens = serve::RequestLimits{}.max_prompt_tokens;
   int64_t max_body_kb = serve::HttpLimits{}.max_body_bytes / 1024;
@@ -62,6 +63,7 @@ int run_serve(const ServeConfig& c) {
   serve::EngineConfig ec;
   ec.max_batch = c.max_batch, ec.max_queue = c.max_queue;
   ec.memory_mb = c.conversations_memory_mb, ec.conversations_dir = c.conversations;
+  ec.prefix_cache_mb = c.prefix_cache_mb;
   serve::Engine engine(m, *tok, ec);
   serve::ServerConfig sc;
   sc.host = c.host, sc.port = static_cast<int>(c.port);
@@ -90,6 +92,8 @@ Runner add_serve_command(CLI::App& app) {
            "folder of the conversations' states (none: no conversations)")
       .add("--conversations-memory-mb", &cfg->conversations_memory_mb,
            "conversations' states kept in memory (the least recently used leave it)")
+      .add("--prefix-cache-mb", &cfg->prefix_cache_mb,
+           "prompts' states kept for exact reuse by prompts that begin alike (0: none)")
       .add("--max-batch", &cfg->max_batch, "sequences advanced together, one step per token")
       .add("--max-queue", &cfg->max_queue, "requests waiting for the batch; more get 429")
       .add("--max-tokens", &cfg->max_tokens, "the largest max_tokens a request may ask for")

@@ -34,6 +34,14 @@ int32_t Generator::next(const SampleOptions& opt, uint64_t& rng_state) {
   return t;
 }
 
+void Generator::restore(const Snapshot& s) {
+  if (s.state.batch != 1 || s.state.layers.size() != state_.layers.size() ||
+      s.state.h.size() != state_.h.size() || s.logits.size() != logits_.size())
+    throw Error("generate: a snapshot of another model or batch");
+  state_ = s.state;
+  logits_ = s.logits;
+}
+
 void Generator::save(const std::string& path) const {
   const auto& cfg = model_.config();
   if (cfg.attention != model::AttentionKind::kLog)

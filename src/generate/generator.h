@@ -34,6 +34,16 @@ class Generator {
   int64_t tokens() const { return state_.tokens; }
   const model::ModelState& state() const { return state_; }
 
+  // The state and last logits, as a value: copied out and back in (a server keeps such
+  // copies at prompt positions and starts later prompts from them).
+  struct Snapshot {
+    model::ModelState state;
+    std::vector<float> logits;
+  };
+  Snapshot snapshot() const { return {state_, logits_}; }
+  // Continues from s (a snapshot of a generator of the same model).
+  void restore(const Snapshot& s);
+
   void save(const std::string& path) const;  // through a temporary name and a rename
   void load(const std::string& path);        // checks format, version, model and sizes
 

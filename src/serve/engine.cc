@@ -133,7 +133,8 @@ struct Engine::Active {
   std::string text;
   size_t emitted = 0;
   int64_t produced = 0;
-  size_t fed = 0;  // prompt tokens read so far
+  size_t fed = 0;                // prompt tokens read so far (or reused)
+  std::vector<int64_t> keep_at;  // where the prompt's read keeps a state for later prompts
   int32_t token = 0;
   bool finishing = false;
   std::string finish_reason;
@@ -149,13 +150,18 @@ bool Engine::valid_id(const std::string& id) {
 }
 
 Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfig config)
-    : model_(model), tok_(tok), config_(std::move(config)) {
+    : model_(model),
+      tok_(tok),
+      config_(std::move(config)),
+      prefix_(std::clamp<int64_t>(config_.prefix_cache_mb, 0, int64_t{1} << 20) * 1048576) {
   if (config_.max_batch < 1 || config_.max_batch > 1024)
     throw Error("serve: --max-batch must be in [1, 1024]");
   if (config_.max_queue < 0 || config_.max_queue > 100000)
     throw Error("serve: --max-queue must be in [0, 100000]");
   if (config_.memory_mb < 1 || config_.memory_mb > (int64_t{1} << 20))
     throw Error("serve: --conversations-memory-mb must be in [1, 2^20]");
+  if (config_.prefix_cache_mb < 0 || config_.prefix_cache_mb > (int64_t{1} << 20))
+    throw Error("serve: --prefix-cache-mb must be in [0, 2^20]");
   if (model.config().attention != model::AttentionKind::kLog)
     throw Error(
         "serve: the server runs log-attention models (constant-size states); this one "
@@ -352,6 +358,11 @@ void Engine::start(Active& a) {
     a.own = std::make_unique<generate::Generator>(model_);
     a.gen = a.own.get();
   }
+  // A prompt read from the empty state may start from a kept prefix and keep its own.
+  if (a.gen->empty() && !a.req.prompt.empty()) {
+    a.fed = static_cast<size_t>(prefix_.start(a.req.prompt, *a.gen));
+    a.keep_at = prefix_.keep_points(a.req.prompt, static_cast<int64_t>(a.fed));
+  }
 }
 
 bool Engine::read_prompt(Active& a) {
@@ -359,9 +370,16 @@ bool Engine::read_prompt(Active& a) {
   if (a.fed < n) {
     // One piece per step, as `generate` reads a prompt: the batch's other sequences go on
     // between the pieces of a long one.
-    const size_t end = std::min(n, a.fed + static_cast<size_t>(kPromptPiece));
-    a.gen->feed(std::span<const int32_t>(a.req.prompt).subspan(a.fed, end - a.fed), kPromptPiece);
+    const std::span<const int32_t> prompt(a.req.prompt);
+    size_t end = std::min(n, a.fed + static_cast<size_t>(kPromptPiece));
+    if (!a.keep_at.empty()) end = std::min(end, static_cast<size_t>(a.keep_at.front()));
+    a.gen->feed(prompt.subspan(a.fed, end - a.fed), kPromptPiece);
+    prompt_tokens_read_ += static_cast<int64_t>(end - a.fed);
     a.fed = end;
+    if (!a.keep_at.empty() && static_cast<size_t>(a.keep_at.front()) == end) {
+      prefix_.keep(prompt.first(end), *a.gen);
+      a.keep_at.erase(a.keep_at.begin());
+    }
   }
   if (a.fed < n) return false;
   if (a.gen->empty()) throw Error("the prompt is empty");
@@ -496,6 +514,8 @@ void Engine::run() {
     if (ready.empty()) {
       std::lock_guard<std::mutex> lock(mu_);
       metrics_.active = static_cast<int64_t>(active.size());
+      metrics_.prefix = prefix_.stats();
+      metrics_.prompt_tokens_read = prompt_tokens_read_;
       continue;
     }
     std::vector<generate::Generator*> gens;
@@ -529,6 +549,8 @@ void Engine::run() {
     ++metrics_.steps;
     metrics_.step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     metrics_.active = static_cast<int64_t>(active.size());
+    metrics_.prefix = prefix_.stats();
+    metrics_.prompt_tokens_read = prompt_tokens_read_;
   }
 }
 

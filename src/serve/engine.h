@@ -21,6 +21,7 @@
 #include "generate/generator.h"
 #include "io/files.h"
 #include "model/model.h"
+#include "serve/prefix_cache.h"
 #include "tokenizer/tokenizer.h"
 
 namespace logattn::serve {
@@ -30,6 +31,7 @@ struct EngineConfig {
   int64_t max_queue = 64;         // requests waiting for a place in the batch; more are refused
   int64_t memory_mb = 256;        // conversations' states kept in memory
   std::string conversations_dir;  // empty: no conversations
+  int64_t prefix_cache_mb = 512;  // prompts' states kept for exact prefix reuse; 0: none
 };
 
 struct Request {
@@ -83,11 +85,13 @@ class Stream {
 struct Metrics {
   int64_t requests = 0, refused = 0, failed = 0;
   int64_t prompt_tokens = 0, completion_tokens = 0;
+  int64_t prompt_tokens_read = 0;  // through the model (the rest were reused)
   int64_t steps = 0;
   double step_seconds = 0;  // time in batched steps and prompts
   int64_t queued = 0, active = 0;
   int64_t conversations_in_memory = 0, conversations_on_disk = 0;
   int64_t state_bytes_in_memory = 0;
+  PrefixCacheStats prefix;
 };
 
 struct ConversationInfo {
@@ -138,6 +142,7 @@ class Engine {
   // Reads the next piece of a's prompt; true once all of it is read.
   bool read_prompt(Active& a);
   static constexpr int64_t kPromptPiece = 512;
+  static_assert(kPromptPiece % model::Model::kPromptBlock == 0);
   void sample(Active& a);
   void finish(Active& a);
   void fail(Active& a, const std::string& why);  // ends a with an error event
@@ -151,6 +156,8 @@ class Engine {
   const EngineConfig config_;
   int64_t state_bytes_ = 0;
   std::unique_ptr<io::FolderLock> folder_lock_;  // one server per conversations folder
+  PrefixCache prefix_;                           // the engine's thread's alone
+  int64_t prompt_tokens_read_ = 0;               // the engine's thread's alone
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -223,6 +223,20 @@ std::string prometheus(const Metrics& m, int64_t state_bytes) {
          m.conversations_on_disk);
   metric("logattn_conversation_state_bytes", "gauge", "Bytes of one conversation's state.",
          state_bytes);
+  metric("logattn_prefix_lookups_total", "counter",
+         "Prompts read from the empty state, looked up in the prefix cache.", m.prefix.lookups);
+  metric("logattn_prefix_hits_total", "counter", "Prompts that started from a kept prefix.",
+         m.prefix.hits);
+  metric("logattn_prompt_tokens_reused_total", "counter",
+         "Prompt tokens not read again (their state was kept).", m.prefix.tokens_reused);
+  metric("logattn_prompt_tokens_read_total", "counter", "Prompt tokens read through the model.",
+         m.prompt_tokens_read);
+  metric("logattn_prefix_cache_entries", "gauge", "States kept in the prefix cache.",
+         m.prefix.entries);
+  metric("logattn_prefix_cache_bytes", "gauge",
+         "Bytes held by the prefix cache (states, their logits and tokens).", m.prefix.bytes);
+  metric("logattn_prefix_cache_evictions_total", "counter",
+         "Kept states dropped to stay within --prefix-cache-mb.", m.prefix.evictions);
   return s;
 }
 
