@@ -335,6 +335,52 @@ class Serve(unittest.TestCase):
                                     re.M).group(1))
         self.assertLess(steps, generated)  # sequences did share steps
 
+    def test_prefix_reuse_gives_the_answers_of_a_server_without_it(self):
+        # Prompts sharing a long system prompt (several pieces of the read), the same prompt
+        # again, one differing in its last character, chat requests with one system message:
+        # the bits of a server that reads every prompt whole, and /metrics counts the reuse.
+        off = Server(self.model, tempfile.mkdtemp(dir=self.dir), "--prefix-cache-mb", "0")
+        try:
+            system = "All the world's a stage, and all the men and women merely players. " * 12
+            bodies = [{"prompt": system + q, "max_tokens": 12, "temperature": t, "seed": 3,
+                       "logprobs": 3}
+                      for q in ("They have", "They have", "They havE", "And one man")
+                      for t in (0, 0.9)]
+            for base in (self.server.url, off.url):
+                metrics = curl(base + "/metrics")[1]
+                self.assertIn("logattn_prefix_cache_bytes 0", metrics)
+            for b in bodies:
+                on_out = self.complete(**b)["choices"][0]
+                off_out = curl(off.url + "/v1/completions", b)[1]["choices"][0]
+                self.assertEqual((on_out["text"], on_out["logprobs"]),
+                                 (off_out["text"], off_out["logprobs"]))
+            chat = {"messages": [{"role": "system", "content": system},
+                                 {"role": "user", "content": "Who plays?"}],
+                    "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 2}
+            for _ in range(3):
+                on_out = curl(self.server.url + "/v1/chat/completions", chat)[1]
+                off_out = curl(off.url + "/v1/chat/completions", chat)[1]
+                self.assertEqual(on_out["choices"], off_out["choices"])
+
+            def counters(base):
+                text = curl(base + "/metrics")[1]
+                return {k: float(v) for k, v in
+                        re.findall(r"^logattn_(\w+) (\S+)$", text, re.M)}
+            on, no = counters(self.server.url), counters(off.url)
+            self.assertEqual(on["prefix_lookups_total"], len(bodies) + 3)
+            self.assertGreaterEqual(on["prefix_hits_total"], len(bodies) - 2 + 2)
+            self.assertGreater(on["prompt_tokens_reused_total"], 0.8 * len(system) * len(bodies))
+            self.assertEqual(on["prompt_tokens_read_total"] + on["prompt_tokens_reused_total"],
+                             on["prompt_tokens_total"])
+            self.assertGreater(on["prefix_cache_bytes"], 0)
+            self.assertEqual(no["prefix_lookups_total"], 0)
+            self.assertEqual(no["prompt_tokens_read_total"], no["prompt_tokens_total"])
+        finally:
+            off.stop()
+        r = run("serve", "--model", self.model, "--prefix-cache-mb", "-1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--prefix-cache-mb must be in [0, 2^20]", r.stderr)
+
     def test_the_chat_template_comes_from_the_checkpoint_or_the_command_line(self):
         template = {"system": "[S]{content}", "user": "[U]{content}",
                     "assistant": "[A]{content}", "generation_prompt": "[A]", "stop": ["[U]"]}
