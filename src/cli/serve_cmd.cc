@@ -27,6 +27,7 @@ struct ServeConfig {
   int64_t max_batch = serve::EngineConfig{}.max_batch;
   int64_t max_queue = serve::EngineConfig{}.max_queue;
   int64_t prefix_cache_mb = serve::EngineConfig{}.prefix_cache_mb;
+  int64_t keep_turns = serve::EngineConfig{}.keep_turns;
   int64_t max_tokens = serve::RequestLimits{}.max_tokens;
   int64_t max_prompt_tokens = serve::RequestLimits{}.max_prompt_tokens;
   int64_t max_body_kb = serve::HttpLimits{}.max_body_bytes / 1024;
@@ -63,7 +64,7 @@ int run_serve(const ServeConfig& c) {
   serve::EngineConfig ec;
   ec.max_batch = c.max_batch, ec.max_queue = c.max_queue;
   ec.memory_mb = c.conversations_memory_mb, ec.conversations_dir = c.conversations;
-  ec.prefix_cache_mb = c.prefix_cache_mb;
+  ec.prefix_cache_mb = c.prefix_cache_mb, ec.keep_turns = c.keep_turns;
   serve::Engine engine(m, *tok, ec);
   serve::ServerConfig sc;
   sc.host = c.host, sc.port = static_cast<int>(c.port);
@@ -92,6 +93,8 @@ Runner add_serve_command(CLI::App& app) {
            "folder of the conversations' states (none: no conversations)")
       .add("--conversations-memory-mb", &cfg->conversations_memory_mb,
            "conversations' states kept in memory (the least recently used leave it)")
+      .add("--keep-turns", &cfg->keep_turns,
+           "states kept per conversation, one per turn (rewind and fork reach them)")
       .add("--prefix-cache-mb", &cfg->prefix_cache_mb,
            "prompts' states kept for exact reuse by prompts that begin alike (0: none)")
       .add("--max-batch", &cfg->max_batch, "sequences advanced together, one step per token")

@@ -114,8 +114,11 @@ void remove_stale_temporaries(const std::string& dir) {
   if (ec) throw Error("cannot list " + dir + ": " + ec.message());
 }
 
-AtomicWriter::AtomicWriter(std::string path)
-    : path_(std::move(path)), tmp_(path_ + std::string(kTemporary) + std::to_string(::getpid())) {
+std::string temporary_path(const std::string& path) {
+  return path + std::string(kTemporary) + std::to_string(::getpid());
+}
+
+AtomicWriter::AtomicWriter(std::string path) : path_(std::move(path)), tmp_(temporary_path(path_)) {
   // Renaming over a FIFO or a device would replace it with a regular file.
   require_regular_file(path_, "cannot write");
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

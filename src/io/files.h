@@ -73,6 +73,9 @@ class FolderLock {
 // Only for a folder one process writes (a run folder under its FolderLock).
 void remove_stale_temporaries(const std::string& dir);
 
+// A temporary name beside path (path.tmp.<pid>), of the kind remove_stale_temporaries removes.
+std::string temporary_path(const std::string& path);
+
 // Writes bytes to path through AtomicWriter.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 

@@ -73,32 +73,6 @@ size_t stop_holdback(const std::string& text, const std::vector<std::string>& st
   return hold;
 }
 
-// What a conversation's file is in the folder. Only a regular file is ever read: a link could
-// point anywhere on the machine, a FIFO would block the reader.
-enum class FileKind { kNone, kRegular, kOther };
-
-FileKind file_kind(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return FileKind::kNone;
-  return S_ISREG(st.st_mode) ? FileKind::kRegular : FileKind::kOther;
-}
-
-// Runs read() on the state file of conversation id. A damaged file (or one that is not a
-// regular file) is reported to the client by the conversation's name alone, never with what
-// the file holds; the details go to the server's log.
-template <typename F>
-auto read_state_file(const std::string& id, const std::string& path, F read) {
-  try {
-    if (file_kind(path) != FileKind::kRegular) throw Error(path + " is not a regular file");
-    return read();
-  } catch (const Error& e) {
-    std::fprintf(stderr, "logattn serve: conversation %s: %s\n", id.c_str(), e.what());
-    throw Error("the state of conversation '" + id +
-                "' in the conversations folder is damaged or not a regular file; DELETE the "
-                "conversation to remove it");
-  }
-}
-
 // log softmax(logits)[token] and the k most likely tokens', in float64 (the sums of exps).
 TokenLogprob token_logprob(const std::vector<float>& logits, int32_t token, int64_t k) {
   const float mx = *std::max_element(logits.begin(), logits.end());
@@ -128,7 +102,7 @@ struct Engine::Active {
   std::shared_ptr<Stream> stream;
   std::unique_ptr<generate::Generator> own;  // without a conversation
   generate::Generator* gen = nullptr;
-  Conversation* conv = nullptr;
+  bool conv = false;  // answering in req.conversation (acquired)
   uint64_t rng = 0;
   std::string text;
   size_t emitted = 0;
@@ -141,14 +115,6 @@ struct Engine::Active {
   std::vector<TokenLogprob> logprobs;  // not yet sent
 };
 
-bool Engine::valid_id(const std::string& id) {
-  if (id.empty() || id.size() > 64) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
-  });
-}
-
 Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfig config)
     : model_(model),
       tok_(tok),
@@ -158,8 +124,6 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfi
     throw Error("serve: --max-batch must be in [1, 1024]");
   if (config_.max_queue < 0 || config_.max_queue > 100000)
     throw Error("serve: --max-queue must be in [0, 100000]");
-  if (config_.memory_mb < 1 || config_.memory_mb > (int64_t{1} << 20))
-    throw Error("serve: --conversations-memory-mb must be in [1, 2^20]");
   if (config_.prefix_cache_mb < 0 || config_.prefix_cache_mb > (int64_t{1} << 20))
     throw Error("serve: --prefix-cache-mb must be in [0, 2^20]");
   if (model.config().attention != model::AttentionKind::kLog)
@@ -169,36 +133,9 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfi
   const auto st = model.new_state(1);
   for (const auto& a : st.layers) state_bytes_ += static_cast<int64_t>(a.data().size()) * 4;
   state_bytes_ += static_cast<int64_t>(st.h.size() + model.config().vocab) * 4;
-  if (conversations_enabled()) {
-    const fs::path dir(config_.conversations_dir);
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (!fs::is_directory(dir))
-      throw Error("serve: --conversations " + dir.string() + " is not a folder we can create");
-    // Another server writing the same states would overwrite this one's (and lose its
-    // temporaries to the cleaning below).
-    folder_lock_ = std::make_unique<io::FolderLock>(dir.string(), "serve: --conversations");
-    io::remove_stale_temporaries(dir.string());
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string name = e.path().filename().string();
-      for (const char* ext : {".safetensors", ".empty"}) {
-        const std::string x = ext;
-        if (name.size() > x.size() && name.compare(name.size() - x.size(), x.size(), x) == 0 &&
-            valid_id(name.substr(0, name.size() - x.size()))) {
-          // A new entry holds 0 tokens (an .empty marker); -1: read from the state file when
-          // asked. A state file wins over a marker beside it (a kill between writing the first
-          // state and removing the marker).
-          Conversation& c = conversations_[name.substr(0, name.size() - x.size())];
-          if (x == ".safetensors") c.tokens = -1;
-        }
-      }
-    }
-    // A marker beside a state is stale: the state holds the conversation.
-    for (const auto& [id, c] : conversations_) {
-      std::error_code ec;
-      if (c.tokens < 0) fs::remove(empty_path(id), ec);
-    }
-  }
+  if (!config_.conversations_dir.empty())
+    store_ = std::make_unique<ConversationStore>(model, config_.conversations_dir,
+                                                 config_.memory_mb, config_.keep_turns);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -211,24 +148,18 @@ Engine::~Engine() {
   thread_.join();
 }
 
-std::string Engine::state_path(const std::string& id) const {
-  return (fs::path(config_.conversations_dir) / (id + ".safetensors")).string();
-}
-
-std::string Engine::empty_path(const std::string& id) const {
-  return (fs::path(config_.conversations_dir) / (id + ".empty")).string();
-}
-
 std::shared_ptr<Stream> Engine::submit(Request r) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!r.conversation.empty()) {
-    if (!conversations_enabled())
+    if (!store_)
       throw Error("conversations need a folder: start the server with --conversations DIR");
-    const auto it = conversations_.find(r.conversation);
-    if (it == conversations_.end())
+    const auto info = store_->list();
+    const auto it = std::find_if(info.begin(), info.end(),
+                                 [&](const ConversationInfo& c) { return c.id == r.conversation; });
+    if (it == info.end())
       throw Error("unknown conversation '" + r.conversation +
                   "' (create one with POST /v1/conversations)");
-    if (r.prompt.empty() && it->second.tokens == 0)
+    if (r.prompt.empty() && it->turn == 0)
       throw Error("the conversation '" + r.conversation + "' holds no text yet: give a prompt");
   } else if (r.prompt.empty()) {
     throw Error("the prompt is empty");
@@ -246,114 +177,20 @@ std::shared_ptr<Stream> Engine::submit(Request r) {
   return s;
 }
 
-std::string Engine::create_conversation() {
-  if (!conversations_enabled())
-    throw Error("conversations need a folder: start the server with --conversations DIR");
-  std::random_device rd;
-  std::string id;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    do {
-      id = "conv-";
-      for (int i = 0; i < 4; ++i) {
-        char b[9];
-        std::snprintf(b, sizeof b, "%08x", rd());
-        id += b;
-      }
-    } while (conversations_.count(id));
-    conversations_[id].tokens = 0;
-  }
-  io::write_file_atomic(empty_path(id), "");
-  return id;
-}
-
-std::optional<ConversationInfo> Engine::conversation(const std::string& id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const auto it = conversations_.find(id);
-    if (it == conversations_.end()) return std::nullopt;
-    if (it->second.tokens >= 0)
-      return ConversationInfo{id, it->second.tokens, it->second.gen != nullptr};
-  }
-  // On disk since a restart: its metadata says, read without holding up the engine (files
-  // are replaced whole by a rename, never seen half-written).
-  const std::string path = state_path(id);
-  const int64_t tokens = read_state_file(id, path, [&] {
-    const auto st = io::SafeTensors::read(path);
-    return util::parse_integer(st.required_metadata("tokens", "state file"), 1, util::kMaxCount,
-                               "state file " + path);
-  });
-  std::lock_guard<std::mutex> lock(mu_);
-  const auto it = conversations_.find(id);
-  if (it == conversations_.end()) return std::nullopt;
-  if (it->second.tokens < 0) it->second.tokens = tokens;  // unless an answer has set it since
-  return ConversationInfo{id, it->second.tokens, it->second.gen != nullptr};
-}
-
-Engine::Deleted Engine::delete_conversation(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const auto it = conversations_.find(id);
-  if (it == conversations_.end()) return Deleted::kUnknown;
-  if (it->second.busy) return Deleted::kBusy;
-  // Whatever the entries are (damaged files, links, folders): a link is removed, never what
-  // it points to.
-  for (const auto& path : {state_path(id), empty_path(id)}) {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-    if (ec) throw Error("cannot remove the files of conversation '" + id + "': " + ec.message());
-  }
-  if (it->second.in_lru) lru_.erase(it->second.lru);
-  conversations_.erase(it);
-  return Deleted::kYes;
-}
-
-std::vector<ConversationInfo> Engine::list_conversations() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<ConversationInfo> out;
-  for (const auto& [id, c] : conversations_) out.push_back({id, c.tokens, c.gen != nullptr});
-  return out;
-}
-
 Metrics Engine::metrics() const {
   std::lock_guard<std::mutex> lock(mu_);
   Metrics m = metrics_;
   m.queued = static_cast<int64_t>(pending_.size());
-  m.conversations_in_memory = static_cast<int64_t>(lru_.size());
-  m.conversations_on_disk = static_cast<int64_t>(conversations_.size());
+  m.conversations_in_memory = store_ ? store_->in_memory() : 0;
+  m.conversations_on_disk = store_ ? store_->count() : 0;
   m.state_bytes_in_memory = m.conversations_in_memory * state_bytes_;
   return m;
 }
 
-void Engine::touch(const std::string& id, Conversation& c) {
-  if (c.in_lru) lru_.erase(c.lru);
-  lru_.push_front(id);
-  c.lru = lru_.begin(), c.in_lru = true;
-  // Past the bound, the least recently used leave memory (their files stay).
-  const int64_t keep = std::max<int64_t>(1, config_.memory_mb * 1048576 / state_bytes_);
-  for (auto it = lru_.end(); static_cast<int64_t>(lru_.size()) > keep && it != lru_.begin();) {
-    --it;
-    Conversation& old = conversations_.at(*it);
-    if (old.busy) continue;
-    old.gen.reset();
-    old.in_lru = false;
-    it = lru_.erase(it);
-  }
-}
-
-generate::Generator& Engine::conversation_generator(const std::string& id, Conversation& c) {
-  if (!c.gen) {
-    auto g = std::make_unique<generate::Generator>(model_);
-    const std::string path = state_path(id);
-    if (file_kind(path) != FileKind::kNone) read_state_file(id, path, [&] { g->load(path); });
-    c.gen = std::move(g);
-  }
-  return *c.gen;
-}
-
 void Engine::start(Active& a) {
   a.rng = a.req.seed;
-  if (!a.req.conversation.empty()) {
-    a.gen = &conversation_generator(a.req.conversation, *a.conv);
+  if (a.conv) {
+    a.gen = &store_->generator(a.req.conversation);
   } else {
     a.own = std::make_unique<generate::Generator>(model_);
     a.gen = a.own.get();
@@ -428,28 +265,22 @@ void Engine::finish(Active& a) {
   e.completion_tokens = a.produced;
   e.logprobs = std::move(a.logprobs);
   if (a.conv) {
-    // Written through: a restart (or a kill) loses no answered turn.
-    a.gen->save(state_path(a.req.conversation));
-    std::error_code ec;
-    fs::remove(empty_path(a.req.conversation), ec);
+    a.conv = false;                      // committed or released, whatever happens
+    store_->commit(a.req.conversation);  // written through: a kill loses no answered turn
   }
   std::lock_guard<std::mutex> lock(mu_);
   metrics_.prompt_tokens += e.prompt_tokens;
   metrics_.completion_tokens += e.completion_tokens;
-  if (a.conv) {
-    a.conv->tokens = a.gen->tokens();
-    a.conv->busy = false;
-    touch(a.req.conversation, *a.conv);
-  }
   a.stream->push(std::move(e));
 }
 
 void Engine::fail(Active& a, const std::string& why) {
   Event e;
   e.done = true, e.error = why;
+  if (a.conv) store_->release(a.req.conversation);
+  a.conv = false;
   std::lock_guard<std::mutex> lock(mu_);
   ++metrics_.failed;
-  if (a.conv) a.conv->busy = false;
   a.stream->push(std::move(e));
 }
 
@@ -466,22 +297,30 @@ void Engine::run() {
       for (auto it = pending_.begin();
            it != pending_.end() &&
            static_cast<int64_t>(active.size() + joining.size()) < config_.max_batch;) {
-        Conversation* conv = nullptr;
+        bool conv = false;
         if (!it->first.conversation.empty()) {
-          const auto c = conversations_.find(it->first.conversation);
-          if (c == conversations_.end()) {  // deleted while it waited
+          std::string gone;
+          try {
+            switch (store_->acquire(it->first.conversation)) {
+              case ConversationStore::Result::kDone:
+                conv = true;
+                break;
+              case ConversationStore::Result::kBusy:  // answering another: waits its turn
+                ++it;
+                continue;
+              default:
+                gone = "the conversation was deleted";
+            }
+          } catch (const Error& e) {
+            gone = e.what();
+          }
+          if (!gone.empty()) {
             Event e;
-            e.done = true, e.error = "the conversation was deleted";
+            e.done = true, e.error = gone;
             it->second->push(std::move(e));
             it = pending_.erase(it);
             continue;
           }
-          if (c->second.busy) {
-            ++it;
-            continue;
-          }
-          conv = &c->second;
-          conv->busy = true;
         }
         auto a = std::make_unique<Active>();
         a->req = std::move(it->first);

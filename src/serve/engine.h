@@ -1,8 +1,8 @@
 // The serving engine: completion requests advance together, one batched step per token
 // (continuous batching: a request joins or leaves between steps), on one thread that owns
-// the model; conversations keep their constant-size state between requests, in memory
-// (least recently used dropped past a bound) and in a folder, written through after every
-// answer, so that a restarted server resumes each exactly.
+// the model. A prompt read from the empty state may start from a kept prefix (PrefixCache);
+// a conversation's request starts from its latest turn's state and commits the next turn
+// (ConversationStore).
 #pragma once
 
 #include <chrono>
@@ -21,6 +21,7 @@
 #include "generate/generator.h"
 #include "io/files.h"
 #include "model/model.h"
+#include "serve/conversations.h"
 #include "serve/prefix_cache.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,6 +32,7 @@ struct EngineConfig {
   int64_t max_queue = 64;         // requests waiting for a place in the batch; more are refused
   int64_t memory_mb = 256;        // conversations' states kept in memory
   std::string conversations_dir;  // empty: no conversations
+  int64_t keep_turns = 16;        // states kept per conversation (rewind and fork reach them)
   int64_t prefix_cache_mb = 512;  // prompts' states kept for exact prefix reuse; 0: none
 };
 
@@ -94,12 +96,6 @@ struct Metrics {
   PrefixCacheStats prefix;
 };
 
-struct ConversationInfo {
-  std::string id;
-  int64_t tokens = 0;
-  bool in_memory = false;
-};
-
 class Engine {
  public:
   Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfig config);
@@ -111,31 +107,13 @@ class Engine {
   // that cannot run (an unknown conversation, no prompt to start from).
   std::shared_ptr<Stream> submit(Request r);
 
-  bool conversations_enabled() const { return !config_.conversations_dir.empty(); }
-  std::string create_conversation();
-  std::optional<ConversationInfo> conversation(const std::string& id);
-  enum class Deleted { kYes, kUnknown, kBusy };  // kBusy: answering a request now
-  // Removes the conversation and its files, whatever they hold. Throws logattn::Error when
-  // they cannot be removed.
-  Deleted delete_conversation(const std::string& id);
-  // Every conversation, by id; tokens is -1 for one whose state file has not been read
-  // since the server started.
-  std::vector<ConversationInfo> list_conversations() const;
+  // The conversations; null when the server has no conversations folder.
+  ConversationStore* conversations() { return store_.get(); }
   // Bytes of one sequence's state (the same for every conversation of this model).
   int64_t state_bytes() const { return state_bytes_; }
   Metrics metrics() const;
 
-  // Conversation ids: 1 to 64 of [A-Za-z0-9_-].
-  static bool valid_id(const std::string& id);
-
  private:
-  struct Conversation {
-    std::unique_ptr<generate::Generator> gen;  // null: on disk only, or no text yet
-    int64_t tokens = 0;
-    bool busy = false;  // a request is answering in it
-    std::list<std::string>::iterator lru;
-    bool in_lru = false;
-  };
   struct Active;
   void run();
   void start(Active& a);
@@ -146,24 +124,17 @@ class Engine {
   void sample(Active& a);
   void finish(Active& a);
   void fail(Active& a, const std::string& why);  // ends a with an error event
-  std::string state_path(const std::string& id) const;
-  std::string empty_path(const std::string& id) const;
-  void touch(const std::string& id, Conversation& c);  // most recently used; evicts past the bound
-  generate::Generator& conversation_generator(const std::string& id, Conversation& c);
-
   model::Model& model_;
   const tokenizer::Tokenizer& tok_;
   const EngineConfig config_;
   int64_t state_bytes_ = 0;
-  std::unique_ptr<io::FolderLock> folder_lock_;  // one server per conversations folder
-  PrefixCache prefix_;                           // the engine's thread's alone
-  int64_t prompt_tokens_read_ = 0;               // the engine's thread's alone
+  std::unique_ptr<ConversationStore> store_;
+  PrefixCache prefix_;              // the engine's thread's alone
+  int64_t prompt_tokens_read_ = 0;  // the engine's thread's alone
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<Request, std::shared_ptr<Stream>>> pending_;
-  std::map<std::string, Conversation> conversations_;
-  std::list<std::string> lru_;  // in memory, most recent first
   Metrics metrics_;
   bool stop_ = false;
   std::thread thread_;

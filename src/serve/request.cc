@@ -88,7 +88,7 @@ bool common_field(const std::string& k, const json& v, Completion& c, const Requ
     for (const auto& s : c.req.stop)
       if (s.empty()) throw Error("'stop' strings must not be empty");
   } else if (k == "conversation") {
-    if (!v.is_string() || !Engine::valid_id(v.get<std::string>()))
+    if (!v.is_string() || !ConversationStore::valid_id(v.get<std::string>()))
       throw Error("'conversation' must be an id of 1 to 64 letters, digits, '-' or '_'");
     c.req.conversation = v.get<std::string>();
   } else {
@@ -339,6 +339,48 @@ std::string usage_chunk_json(const ResponseHead& h, const Usage& usage) {
   out["choices"] = json::array();
   out["usage"] = usage_json(usage);
   return dump(out);
+}
+
+namespace {
+
+json conversation_object(const ConversationInfo& c) {
+  json turns = json::array();
+  for (const auto& t : c.turns)
+    turns.push_back({{"turn", t.turn}, {"tokens", t.tokens >= 0 ? json(t.tokens) : json(nullptr)}});
+  return {{"id", c.id},     {"object", "conversation"},
+          {"turn", c.turn}, {"tokens", c.tokens >= 0 ? json(c.tokens) : json(nullptr)},
+          {"turns", turns}, {"in_memory", c.in_memory}};
+}
+
+}  // namespace
+
+std::string conversation_json(const ConversationInfo& c, int64_t state_bytes) {
+  json j = conversation_object(c);
+  j["state_bytes"] = state_bytes;
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string conversation_list_json(const std::vector<ConversationInfo>& list) {
+  json data = json::array();
+  for (const auto& c : list) data.push_back(conversation_object(c));
+  return json({{"object", "list"}, {"data", data}})
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+int64_t parse_turn(const std::string& body, bool required) {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
+    if (required) throw Error("'turn' is required: {\"turn\": K}");
+    return -1;
+  }
+  const json j = parse_object(body);
+  const auto it = j.find("turn");
+  if (it == j.end()) {
+    if (required) throw Error("'turn' is required: {\"turn\": K}");
+    return -1;
+  }
+  if (!it->is_number_integer() || it->get<int64_t>() < 0)
+    throw Error("'turn' must be an integer of at least 0");
+  return it->get<int64_t>();
 }
 
 }  // namespace logattn::serve

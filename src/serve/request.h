@@ -85,4 +85,12 @@ std::string chunk_json(const ResponseHead& head, size_t index, const std::string
 // The usage chunk that ends a stream.
 std::string usage_chunk_json(const ResponseHead& head, const Usage& usage);
 
+// The conversation endpoints' bodies. A conversation: id, turn, tokens (null when not read
+// since the server started), the kept turns with their tokens, in_memory, state_bytes.
+std::string conversation_json(const ConversationInfo& c, int64_t state_bytes);
+std::string conversation_list_json(const std::vector<ConversationInfo>& list);
+// The body of a fork or rewind: {"turn": K}, K >= 0; an empty body or none: -1 when the
+// turn may be left out (fork: the latest), else an error.
+int64_t parse_turn(const std::string& body, bool required);
+
 }  // namespace logattn::serve

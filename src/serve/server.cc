@@ -326,58 +326,118 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
     res.set_content(prometheus(engine.metrics(), engine.state_bytes()),
                     "text/plain; version=0.0.4");
   });
-  svr.Post("/v1/conversations", [&, max_body](const httplib::Request& req, httplib::Response& res,
-                                              const httplib::ContentReader& reader) {
+  // The conversation endpoints: 404 for an unknown one (or without a conversations folder),
+  // 409 while it answers a request, 400 for a turn whose state is not kept, 500 (naming the
+  // conversation alone) when its files are damaged.
+  // (The routes outlive this function: they hold these helpers by value.)
+  auto conversation_call = [&engine](httplib::Response& res, const std::string& id, auto call) {
+    ConversationStore* store = engine.conversations();
+    if (!store)
+      return send_error(res, 404,
+                        "conversations need a folder: start the server with --conversations DIR");
+    if (!ConversationStore::valid_id(id))
+      return send_error(res, 404, "unknown conversation '" + id + "'");
+    try {
+      call(*store);
+    } catch (const Error& e) {
+      send_error(res, 500, e.what());
+    }
+  };
+  auto result_error = [](httplib::Response& res, ConversationStore::Result r, const std::string& id,
+                         int64_t turn) {
+    if (r == ConversationStore::Result::kDone) return true;
+    if (r == ConversationStore::Result::kUnknown)
+      send_error(res, 404, "unknown conversation '" + id + "'");
+    else if (r == ConversationStore::Result::kBusy)
+      send_error(res, 409, "the conversation '" + id + "' is answering a request now");
+    else
+      send_error(res, 400,
+                 "the conversation '" + id + "' has no kept turn " + std::to_string(turn) +
+                     " (GET it to see its turns; the server keeps the last --keep-turns)");
+    return false;
+  };
+  auto send_conversation = [&engine](httplib::Response& res, ConversationStore& store,
+                                     const std::string& id) {
+    const auto info = store.info(id);
+    if (!info) return send_error(res, 404, "unknown conversation '" + id + "'");
+    res.set_content(conversation_json(*info, engine.state_bytes()), "application/json");
+  };
+  svr.Post("/v1/conversations", [&, max_body, send_conversation](
+                                    const httplib::Request& req, httplib::Response& res,
+                                    const httplib::ContentReader& reader) {
     std::string body;  // no fields yet; read so that the connection stays in step
     if (!read_body(req, reader, max_body, body, res)) return;
+    ConversationStore* store = engine.conversations();
+    if (!store)
+      return send_error(res, 400,
+                        "conversations need a folder: start the server with --conversations DIR");
     try {
-      const std::string id = engine.create_conversation();
-      res.set_content(dump({{"id", id}, {"object", "conversation"}, {"tokens", 0}}),
-                      "application/json");
-    } catch (const Error& e) {
-      send_error(res, 400, e.what());
-    }
-  });
-  svr.Get("/v1/conversations", [&](const httplib::Request&, httplib::Response& res) {
-    json data = json::array();
-    for (const auto& c : engine.list_conversations())
-      data.push_back({{"id", c.id},
-                      {"object", "conversation"},
-                      {"tokens", c.tokens >= 0 ? json(c.tokens) : json(nullptr)},
-                      {"in_memory", c.in_memory}});
-    res.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
-  });
-  svr.Get(R"(/v1/conversations/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
-    const std::string id = req.matches[1];
-    try {
-      const auto info = Engine::valid_id(id) ? engine.conversation(id) : std::nullopt;
-      if (!info) return send_error(res, 404, "unknown conversation '" + id + "'");
-      res.set_content(dump({{"id", id},
-                            {"object", "conversation"},
-                            {"tokens", info->tokens},
-                            {"in_memory", info->in_memory},
-                            {"state_bytes", engine.state_bytes()}}),
-                      "application/json");
+      const std::string id = store->create();
+      send_conversation(res, *store, id);
     } catch (const Error& e) {
       send_error(res, 500, e.what());
     }
   });
-  svr.Delete(
-      R"(/v1/conversations/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
-        const std::string id = req.matches[1];
-        try {
-          const auto d =
-              Engine::valid_id(id) ? engine.delete_conversation(id) : Engine::Deleted::kUnknown;
-          if (d == Engine::Deleted::kUnknown)
-            return send_error(res, 404, "unknown conversation '" + id + "'");
-          if (d == Engine::Deleted::kBusy)
-            return send_error(res, 409, "the conversation '" + id + "' is answering a request now");
-          res.set_content(dump({{"id", id}, {"object", "conversation.deleted"}, {"deleted", true}}),
-                          "application/json");
-        } catch (const Error& e) {
-          send_error(res, 500, e.what());
-        }
-      });
+  svr.Get("/v1/conversations", [&](const httplib::Request&, httplib::Response& res) {
+    ConversationStore* store = engine.conversations();
+    res.set_content(conversation_list_json(store ? store->list() : std::vector<ConversationInfo>{}),
+                    "application/json");
+  });
+  svr.Get(R"(/v1/conversations/([^/]+))", [conversation_call, send_conversation](
+                                              const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    conversation_call(res, id,
+                      [&](ConversationStore& store) { send_conversation(res, store, id); });
+  });
+  svr.Delete(R"(/v1/conversations/([^/]+))", [conversation_call, result_error](
+                                                 const httplib::Request& req,
+                                                 httplib::Response& res) {
+    const std::string id = req.matches[1];
+    conversation_call(res, id, [&](ConversationStore& store) {
+      if (result_error(res, store.remove(id), id, 0))
+        res.set_content(dump({{"id", id}, {"object", "conversation.deleted"}, {"deleted", true}}),
+                        "application/json");
+    });
+  });
+  // Fork: a new conversation with the turns up to {"turn": K} (default: all).
+  svr.Post(R"(/v1/conversations/([^/]+)/fork)",
+           [max_body, conversation_call, result_error, send_conversation](
+               const httplib::Request& req, httplib::Response& res,
+               const httplib::ContentReader& reader) {
+             std::string body;
+             if (!read_body(req, reader, max_body, body, res)) return;
+             const std::string id = req.matches[1];
+             int64_t turn;
+             try {
+               turn = parse_turn(body, /*required=*/false);
+             } catch (const Error& e) {
+               return send_error(res, 400, e.what());
+             }
+             conversation_call(res, id, [&](ConversationStore& store) {
+               std::string new_id;
+               if (result_error(res, store.fork(id, turn, new_id), id, turn))
+                 send_conversation(res, store, new_id);
+             });
+           });
+  // Rewind: back to the state after {"turn": K} (0: no text); later turns are removed.
+  svr.Post(R"(/v1/conversations/([^/]+)/rewind)",
+           [max_body, conversation_call, result_error, send_conversation](
+               const httplib::Request& req, httplib::Response& res,
+               const httplib::ContentReader& reader) {
+             std::string body;
+             if (!read_body(req, reader, max_body, body, res)) return;
+             const std::string id = req.matches[1];
+             int64_t turn;
+             try {
+               turn = parse_turn(body, /*required=*/true);
+             } catch (const Error& e) {
+               return send_error(res, 400, e.what());
+             }
+             conversation_call(res, id, [&](ConversationStore& store) {
+               if (result_error(res, store.rewind(id, turn), id, turn))
+                 send_conversation(res, store, id);
+             });
+           });
   // A declared length over the limit is refused before any of the body is read.
   svr.set_pre_routing_handler([max_body](const httplib::Request& req, httplib::Response& res) {
     const std::string declared = req.get_header_value("Content-Length");

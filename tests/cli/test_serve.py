@@ -110,10 +110,11 @@ class TinyModelCase(unittest.TestCase):
 
 
 class Server:
-    def __init__(self, model, conversations, *extra):
+    def __init__(self, model, conversations, *extra, env=None):
         self.p = subprocess.Popen([LOGATTN, "serve", "--model", model, "--port", "0",
                                    "--conversations", conversations, *extra],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, **(env or {})))
         line = self.p.stdout.readline()
         m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
         if not m:
@@ -453,6 +454,156 @@ class Serve(unittest.TestCase):
         status, out = curl(self.server.url + "/v1/conversations/" + cid)
         self.assertEqual(status, 404)
         self.assertEqual(os.listdir(self.conv_dir), [".lock"])  # the server's folder lock alone
+
+    def turn(self, cid, prompt, server=None):
+        """The answer of one greedy turn of conversation cid."""
+        status, out = curl((server or self.server).url + "/v1/completions",
+                           {"prompt": prompt, "max_tokens": 8, "temperature": 0,
+                            "conversation": cid, "logprobs": 1})
+        self.assertEqual(status, 200, out)
+        return out["choices"][0]["text"], out["choices"][0]["logprobs"]["token_logprobs"]
+
+    def conversation(self, cid, server=None):
+        status, out = curl((server or self.server).url + "/v1/conversations/" + cid)
+        self.assertEqual(status, 200, out)
+        return out
+
+    def test_turns_fork_and_rewind(self):
+        url = self.server.url + "/v1/conversations"
+        cid = curl(url, "")[1]["id"]
+        prompts = ["All the", " world", " and"]
+        answers, tokens = [], []
+        for p in prompts:
+            answers.append(self.turn(cid, p))
+            tokens.append(self.conversation(cid)["tokens"])
+        info = self.conversation(cid)
+        self.assertEqual(info["turn"], 3)
+        self.assertEqual(info["turns"], [{"turn": t + 1, "tokens": tokens[t]} for t in range(3)])
+        # Regenerate the last message: rewind to turn 2 and ask again: the same bits.
+        status, out = curl(url + "/" + cid + "/rewind", {"turn": 2})
+        self.assertEqual((status, out["turn"], out["tokens"]), (200, 2, tokens[1]), out)
+        self.assertEqual(self.turn(cid, prompts[2]), answers[2])
+        # Edit it: rewind and send another.
+        curl(url + "/" + cid + "/rewind", {"turn": 2})
+        edited = self.turn(cid, " or")
+        self.assertEqual(self.conversation(cid)["turn"], 3)
+        # Fork at turn 1: the fork's next turn is what the conversation's second was.
+        status, fork = curl(url + "/" + cid + "/fork", {"turn": 1})
+        self.assertEqual((status, fork["turn"], fork["tokens"]), (200, 1, tokens[0]), fork)
+        self.assertNotEqual(fork["id"], cid)
+        self.assertEqual(self.turn(fork["id"], prompts[1]), answers[1])
+        # Fork the latest turn (no body): both go on alike, independently.
+        status, twin = curl(url + "/" + cid + "/fork", method="POST")
+        self.assertEqual((status, twin["turn"]), (200, 3), twin)
+        self.assertEqual(self.turn(twin["id"], " so"), self.turn(cid, " so"))
+        self.assertEqual(self.conversation(twin["id"])["turn"], 4)
+        turns = self.conversation(cid)["turns"]
+        # Rewind to 0: no text; a turn must then bring a prompt.
+        status, out = curl(url + "/" + fork["id"] + "/rewind", {"turn": 0})
+        self.assertEqual((status, out["turn"], out["tokens"], out["turns"]), (200, 0, 0, []))
+        status, out = curl(self.server.url + "/v1/completions",
+                           {"conversation": fork["id"], "max_tokens": 2})
+        self.assertEqual(status, 400)
+        self.assertIn("holds no text yet", out["error"]["message"])
+        # Refusals: a turn it never had, a body without a turn, a bad turn, unknown ids.
+        for body, code, words in (({"turn": 9}, 400, "no kept turn 9"),
+                                  ("", 400, "'turn' is required"),
+                                  ({"turn": -1}, 400, "at least 0"),
+                                  ({"turn": "2"}, 400, "at least 0"),
+                                  ("{", 400, "not valid JSON")):
+            status, out = curl(url + "/" + cid + "/rewind", body)
+            self.assertEqual(status, code, out)
+            self.assertIn(words, out["error"]["message"])
+        for path in ("/nope/rewind", "/nope/fork", "/a.b/fork"):
+            status, out = curl(url + path, {"turn": 1})
+            self.assertEqual(status, 404, (path, out))
+        # Across a kill and restart: the same turns, and a rewind reaches them.
+        self.server.stop(signal.SIGKILL)
+        self.server = Server(self.model, self.conv_dir)
+        self.assertEqual(self.conversation(cid)["turns"], turns)
+        curl(self.server.url + "/v1/conversations/" + cid + "/rewind", {"turn": 2})
+        self.assertEqual(self.turn(cid, " or"), edited)
+        # Only the last --keep-turns states are kept.
+        self.server.stop()
+        self.server = Server(self.model, self.conv_dir, "--keep-turns", "2")
+        url = self.server.url + "/v1/conversations"
+        short = curl(url, "")[1]["id"]
+        for p in prompts:
+            self.turn(short, p)
+        self.assertEqual([t["turn"] for t in self.conversation(short)["turns"]], [2, 3])
+        self.assertEqual(sorted(os.listdir(os.path.join(self.conv_dir, short))),
+                         ["2.safetensors", "3.safetensors"])
+        for op in ("rewind", "fork"):
+            status, out = curl(url + "/" + short + "/" + op, {"turn": 1})
+            self.assertEqual(status, 400, out)
+            self.assertIn("no kept turn 1", out["error"]["message"])
+        # A folder of logattn 0.2 (a state beside its id, an empty marker) is moved into
+        # conversation folders: the state becomes turn 1.
+        self.server.stop()
+        shutil.copy(os.path.join(self.conv_dir, short, "2.safetensors"),
+                    os.path.join(self.conv_dir, "old-one.safetensors"))
+        open(os.path.join(self.conv_dir, "old-two.empty"), "w").close()
+        self.server = Server(self.model, self.conv_dir)
+        info = self.conversation("old-one")
+        self.assertEqual((info["turn"], info["tokens"]), (1, tokens[1]))
+        self.assertEqual(self.turn("old-one", prompts[2]), answers[2])
+        self.assertEqual(self.conversation("old-two")["turn"], 0)
+        self.assertEqual(os.listdir(os.path.join(self.conv_dir, "old-two")), [])
+
+    def test_a_kill_at_any_moment_leaves_each_conversation_at_a_turn_it_had(self):
+        # Killed (SIGKILL) right after a turn's file is renamed in, between the removals of
+        # a rewind, and in the middle of a fork's copy: after a restart each conversation is
+        # at a turn it had, and goes on from it with the bits it had there.
+        url = self.server.url + "/v1/conversations"
+        cid = curl(url, "")[1]["id"]
+        prompts = ["All the", " world", " and", " so"]
+        answers, tokens = [], []
+        for p in prompts[:3]:
+            answers.append(self.turn(cid, p))
+            tokens.append(self.conversation(cid)["tokens"])
+        self.server.stop()
+
+        def killed_at(point, request):
+            if self.server.p.poll() is None:
+                self.server.stop()
+            self.server = Server(self.model, self.conv_dir, env={"LOGATTN_KILL_AT": point})
+            try:
+                request(self.server.url + "/v1/conversations")
+            except Exception:
+                pass
+            self.assertEqual(self.server.p.wait(timeout=30), -signal.SIGKILL, point)
+            self.server.p.stdout.close()
+            self.server.p.stderr.close()
+            self.server = Server(self.model, self.conv_dir)
+            return self.conversation(cid)
+
+        # A turn counts once its file is renamed in (the fourth, here).
+        info = killed_at("conversation-commit:4",
+                         lambda u: curl(u.replace("/v1/conversations", "/v1/completions"),
+                                        {"prompt": prompts[3], "max_tokens": 8,
+                                         "temperature": 0, "conversation": cid}))
+        self.assertEqual(info["turn"], 4)
+        tokens.append(info["tokens"])
+        # A rewind from 4 to 1 killed after removing turn 4: at turn 3, which goes on as it
+        # did.
+        info = killed_at("conversation-rewind:4",
+                         lambda u: curl(u + "/" + cid + "/rewind", {"turn": 1}))
+        self.assertEqual((info["turn"], info["tokens"]), (3, tokens[2]))
+        self.assertEqual(self.turn(cid, prompts[3]), self.turn_after(cid, 3, prompts[3]))
+        # A fork killed after copying its first turn: no new conversation, no leftovers.
+        before = sorted(os.listdir(self.conv_dir))
+        ids = sorted(c["id"] for c in curl(self.server.url + "/v1/conversations")[1]["data"])
+        killed_at("conversation-fork:1", lambda u: curl(u + "/" + cid + "/fork", ""))
+        self.assertEqual(sorted(os.listdir(self.conv_dir)), before)
+        listed = curl(self.server.url + "/v1/conversations")[1]["data"]
+        self.assertEqual(sorted(c["id"] for c in listed), ids)
+
+    def turn_after(self, cid, turn, prompt):
+        """The answer to prompt in a fork of cid at turn (cid itself untouched)."""
+        status, fork = curl(self.server.url + "/v1/conversations/" + cid + "/fork",
+                            {"turn": turn})
+        self.assertEqual(status, 200, fork)
+        return self.turn(fork["id"], prompt)
 
     def test_bad_requests_get_a_status_and_a_message(self):
         url = self.server.url + "/v1/completions"

@@ -209,17 +209,27 @@ class ServeLimits(TinyModelCase):
         os.mkfifo(os.path.join(d, "fifo.safetensors"))
         os.mkdir(os.path.join(d, "folder.safetensors"))
         os.mkdir(os.path.join(d, "stale.safetensors.tmp.123"))  # a temporary of any kind
-        with open(os.path.join(d, real + ".empty"), "w"):
-            pass  # a marker left beside a state: the state wins
+        # The same in the layout of conversation folders: a conversation that is a link to
+        # a folder elsewhere (holding a real state), a turn that is a FIFO, a stale temporary
+        # inside a conversation's folder.
+        outside = os.path.join(self.dir, "outside")
+        os.mkdir(outside)
+        shutil.copy(os.path.join(d, real, "1.safetensors"), os.path.join(outside, "1.safetensors"))
+        os.symlink(outside, os.path.join(d, "linkdir"))
+        os.mkdir(os.path.join(d, "fifoturn"))
+        os.mkfifo(os.path.join(d, "fifoturn", "1.safetensors"))
+        with open(os.path.join(d, real, "2.safetensors.tmp.99"), "w") as f:
+            f.write("half")
         url = self.start()
         self.assertFalse(os.path.exists(os.path.join(d, "stale.safetensors.tmp.123")))
+        self.assertEqual(os.listdir(os.path.join(d, real)), ["1.safetensors"])
         status, out = curl(url + "/v1/conversations")
         self.assertEqual(status, 200)
-        self.assertEqual(sorted(c["id"] for c in out["data"]),
-                         sorted(["link", "garbage", "fifo", "folder", real]))
+        bad_ones = ["link", "garbage", "fifo", "folder", "linkdir", "fifoturn"]
+        self.assertEqual(sorted(c["id"] for c in out["data"]), sorted(bad_ones + [real]))
         status, out = curl(url + "/v1/conversations/" + real)
         self.assertEqual((status, out["tokens"]), (200, tokens), out)
-        for bad in ("link", "garbage", "fifo", "folder"):
+        for bad in bad_ones:
             status, out = curl(url + "/v1/conversations/" + bad)
             self.assertEqual(status, 500, (bad, out))
             self.assertIn("damaged or not a regular file", out["error"]["message"])
@@ -230,9 +240,10 @@ class ServeLimits(TinyModelCase):
             self.assertNotIn("hunter2", json.dumps(out))
             status, out = curl(url + "/v1/conversations/" + bad, method="DELETE")
             self.assertEqual((status, out.get("deleted")), (200, True), (bad, out))
-        self.assertEqual(sorted(os.listdir(d)), sorted([".lock", real + ".safetensors"]))
+        self.assertEqual(sorted(os.listdir(d)), sorted([".lock", real]))
         with open(secret) as f:
             self.assertTrue(f.read().startswith("hunter2"))  # the link went, not its target
+        self.assertEqual(os.listdir(outside), ["1.safetensors"])
         self.assertEqual(curl(url + "/health")[0], 200)
 
 

@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         r.stop.size() > 4 + chat.stop.size() || r.logprobs < -1 || r.logprobs > 20 ||
         !(r.sample.temperature >= 0) || !(r.sample.top_p > 0) || r.sample.top_p > 1 ||
         r.sample.top_k < 0 ||
-        (!r.conversation.empty() && !logattn::serve::Engine::valid_id(r.conversation)))
+        (!r.conversation.empty() && !logattn::serve::ConversationStore::valid_id(r.conversation)))
       std::abort();  // a request past the limits got through
   });
   return 0;
