@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "generate/generator.h"
 #include "generate/sample.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
@@ -121,8 +122,31 @@ struct EvalConfig {
   std::string tokens;
   int64_t batch = 8;
   int64_t context = 0;
+  bool per_token = false;
   bool json = false;
 };
+
+// eval --per-token: the whole file as one text through the constant-size state (any length),
+// each token's log-probability given all before it, as the server's echo gives them.
+void print_per_token(model::Model& m, const train::TokenFile& tokens, const std::string& model) {
+  std::vector<int32_t> ids(static_cast<size_t>(tokens.size()));
+  for (int64_t i = 0; i < tokens.size(); ++i) ids[i] = tokens[i];
+  generate::Generator g(m);
+  std::vector<generate::TokenLogprob> lps;
+  g.feed(ids, 512, lps, 0);
+  nlohmann::json lp = nlohmann::json::array();
+  double sum = 0;
+  for (const auto& t : lps) {
+    lp.push_back(std::isnan(t.logprob) ? nlohmann::json(nullptr) : nlohmann::json(t.logprob));
+    if (!std::isnan(t.logprob)) sum -= t.logprob;
+  }
+  const int64_t scored = static_cast<int64_t>(lps.size()) - 1;
+  const nlohmann::json out = {{"model", model},
+                              {"tokens", ids},
+                              {"token_logprobs", lp},
+                              {"loss", scored > 0 ? sum / static_cast<double>(scored) : 0.0}};
+  fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
 
 int run_eval(const EvalConfig& e, const OptionTable& table) {
   if (e.model.empty()) throw Error("eval: --model is required");
@@ -162,6 +186,11 @@ int run_eval(const EvalConfig& e, const OptionTable& table) {
     for (int64_t i = 0; i < n; ++i)
       if (tokens[i] >= m.config().vocab)
         throw Error("eval: token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    if (e.per_token) {
+      if (n < 1) throw Error("eval: the text is empty");
+      print_per_token(m, tokens, e.model);
+      return 0;
+    }
     loss = train::evaluate(m, tokens, T, 0, e.batch);
   }
   if (e.json) {
@@ -205,6 +234,9 @@ Runner add_eval_command(CLI::App& app) {
       .add("--tokens", &cfg->tokens, "token .bin file (uint16)")
       .add("--batch", &cfg->batch, "windows per batch")
       .add("--context", &cfg->context, "tokens per window (0: the model's context)")
+      .add("--per-token", &cfg->per_token,
+           "the whole text as one sequence (any length): JSON of each token's log-probability "
+           "given all before it, as serve's echo gives them")
       .add("--json", &cfg->json, "print JSON");
   table->attach(cmd);
   return [cfg, table, cmd] { return cmd->parsed() ? run_eval(*cfg, *table) : -1; };

@@ -27,6 +27,33 @@ void Generator::feed(std::span<const int32_t> tokens, int64_t piece) {
   }
 }
 
+void Generator::feed(std::span<const int32_t> tokens, int64_t piece, std::vector<TokenLogprob>& out,
+                     int64_t top) {
+  if (tokens.empty()) throw Error("generate: nothing to read (an empty prompt)");
+  if (piece < 1 || piece % model::Model::kPromptBlock != 0)
+    throw Error("generate: a prompt's pieces must be a multiple of " +
+                std::to_string(model::Model::kPromptBlock) + " tokens");
+  const int64_t V = model_.config().vocab;
+  std::vector<float> logits;
+  for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(piece)) {
+    const int64_t n = std::min<int64_t>(piece, static_cast<int64_t>(tokens.size() - i));
+    // The piece's first token, from what came before it.
+    if (state_.tokens == 0) {
+      TokenLogprob none;
+      none.token = tokens[i];
+      none.logprob = NAN;
+      out.push_back(std::move(none));
+    } else {
+      out.push_back(token_logprob(logits_.data(), V, tokens[i], top));
+    }
+    logits.resize(static_cast<size_t>(n * V));
+    model_.forward_with_state(tokens.data() + i, 1, n, state_, logits_.data(),
+                              model::Model::Reading::kPrompt, logits.data());
+    for (int64_t t = 1; t < n; ++t)
+      out.push_back(token_logprob(logits.data() + (t - 1) * V, V, tokens[i + t], top));
+  }
+}
+
 int32_t Generator::next(const SampleOptions& opt, uint64_t& rng_state) {
   if (state_.tokens == 0) throw Error("generate: feed a prompt first");
   const int32_t t = pick_token(logits_.data(), model_.config().vocab, opt, rng_state);

@@ -27,6 +27,12 @@ class Generator {
   // stay bounded however long the prompt. From a state at a multiple of kPromptBlock tokens,
   // the result does not depend on how the tokens are split between calls at such multiples.
   void feed(std::span<const int32_t> tokens, int64_t piece = 512);
+  // As feed, also giving each token's log-probability given everything before it, with its
+  // `top` most likely alternatives, appended to out (scoring a text): the first token's from
+  // the last logits (NaN when the generator was empty), the others' from the logits of the
+  // position before them.
+  void feed(std::span<const int32_t> tokens, int64_t piece, std::vector<TokenLogprob>& out,
+            int64_t top);
   // Samples the next token from the last logits, feeds it, returns it.
   int32_t next(const SampleOptions& opt, uint64_t& rng_state);
   bool empty() const { return state_.tokens == 0; }

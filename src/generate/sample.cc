@@ -6,6 +6,27 @@
 
 namespace logattn::generate {
 
+TokenLogprob token_logprob(const float* logits, int64_t vocab, int32_t token, int64_t k) {
+  const float mx = *std::max_element(logits, logits + vocab);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
+  const double lse = mx + std::log(sum);
+  TokenLogprob out;
+  out.token = token;
+  out.logprob = static_cast<float>(logits[token] - lse);
+  if (k == 0) return out;
+  std::vector<int32_t> order(static_cast<size_t>(vocab));
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  k = std::min(k, vocab);
+  // Ties by id, so that the list is the same whatever the sort does with equal logits.
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  for (int64_t i = 0; i < k; ++i)
+    out.top.emplace_back(order[i], static_cast<float>(logits[order[i]] - lse));
+  return out;
+}
+
 int32_t pick_token(const float* logits, int64_t vocab, const SampleOptions& opt,
                    uint64_t& rng_state) {
   if (opt.temperature <= 0)

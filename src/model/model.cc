@@ -158,7 +158,8 @@ int64_t Model::activation_bytes() const {
 
 double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
                       bool backward_pass, float grad_scale, float* logits) {
-  return run(tokens, targets, B, T, backward_pass, grad_scale, logits, nullptr, Reading::kStep);
+  return run(tokens, targets, B, T, backward_pass, grad_scale, logits, nullptr, Reading::kStep,
+             nullptr);
 }
 
 ModelState Model::new_state(int64_t B) const {
@@ -174,11 +175,13 @@ ModelState Model::new_state(int64_t B) const {
 }
 
 void Model::forward_with_state(const int32_t* tokens, int64_t B, int64_t T, ModelState& state,
-                               float* last_logits, Reading reading) {
+                               float* last_logits, Reading reading, float* position_logits) {
   if (state.batch != B || static_cast<int64_t>(state.layers.size()) != cfg_.n_layers ||
       static_cast<int64_t>(state.h.size()) != B * cfg_.d_emb)
     throw Error("model forward: the state is for another batch size or model");
-  run(tokens, nullptr, B, T, false, 1.f, last_logits, &state, reading);
+  if (position_logits && reading != Reading::kPrompt)
+    throw Error("model forward: every position's logits come with a prompt's reading");
+  run(tokens, nullptr, B, T, false, 1.f, last_logits, &state, reading, position_logits);
 }
 
 void Model::step_heads(int64_t l, AttentionState& state) {
@@ -252,7 +255,7 @@ void Model::attend_backward(int64_t l, int64_t B, int64_t T) {
 
 double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
                   bool backward_pass, float grad_scale, float* logits, ModelState* state,
-                  Reading reading) {
+                  Reading reading, float* position_logits) {
   if (B < 1 || T < 1) throw Error("model forward: batch and length must be at least 1");
   const int64_t N = B * T, E = cfg_.d_emb, H = cfg_.n_heads, dk = cfg_.d_key, dv = cfg_.d_val;
   const int64_t A = H * dv, P = cfg_.proj_width(), V = cfg_.vocab;
@@ -349,6 +352,11 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     ops::linear(embed, B, xf_.data(), nullptr, logits, reduce);
     trace("xf", -1, xf_, B * E);
     if (trace_) trace_->record("logits", logits, B * V);
+    if (position_logits) {
+      ops::layernorm_forward(N, E, x_last_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
+                             meanf_.data(), rstdf_.data());
+      ops::linear(embed, N, xf_.data(), nullptr, position_logits, reduce);
+    }
     return 0.0;
   }
   timed(Op::kLayerNorm, false, [&] {

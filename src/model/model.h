@@ -78,9 +78,11 @@ class Model {
   };
   static constexpr int64_t kPromptBlock = ops::kReduceBlock;
   // Continues the B sequences of state with tokens [B, T]; writes the logits of the last
-  // position, last_logits [B, vocab], and updates state.
+  // position, last_logits [B, vocab], and updates state. position_logits (a prompt's, when
+  // given): the logits of every position [B, T, vocab] (scoring a text).
   void forward_with_state(const int32_t* tokens, int64_t B, int64_t T, ModelState& state,
-                          float* last_logits, Reading reading = Reading::kStep);
+                          float* last_logits, Reading reading = Reading::kStep,
+                          float* position_logits = nullptr);
 
   // Attaches a profile that forward and backward add their time per operation to (nullptr:
   // none, the default).
@@ -107,7 +109,8 @@ class Model {
   };
   void ensure_shape(int64_t B, int64_t T);
   double run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, bool backward,
-             float grad_scale, float* logits, ModelState* state, Reading reading);
+             float grad_scale, float* logits, ModelState* state, Reading reading,
+             float* position_logits);
   void backward(const int32_t* tokens, int64_t B, int64_t T);
   // A one-sequence generation step's projection and attention for layer l: each head's rows
   // of W1 and its attention step in one block, the heads split with the partner thread, so

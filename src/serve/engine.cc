@@ -73,28 +73,6 @@ size_t stop_holdback(const std::string& text, const std::vector<std::string>& st
   return hold;
 }
 
-// log softmax(logits)[token] and the k most likely tokens', in float64 (the sums of exps).
-TokenLogprob token_logprob(const std::vector<float>& logits, int32_t token, int64_t k) {
-  const float mx = *std::max_element(logits.begin(), logits.end());
-  double sum = 0;
-  for (const float x : logits) sum += std::exp(static_cast<double>(x) - mx);
-  const double lse = mx + std::log(sum);
-  TokenLogprob out;
-  out.token = token;
-  out.logprob = static_cast<float>(logits[token] - lse);
-  if (k == 0) return out;
-  std::vector<int32_t> order(logits.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
-  k = std::min<int64_t>(k, static_cast<int64_t>(order.size()));
-  // Ties by id, so that the list is the same whatever the sort does with equal logits.
-  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
-  for (int64_t i = 0; i < k; ++i)
-    out.top.emplace_back(order[i], static_cast<float>(logits[order[i]] - lse));
-  return out;
-}
-
 }  // namespace
 
 struct Engine::Active {
@@ -109,8 +87,10 @@ struct Engine::Active {
   int64_t produced = 0;
   size_t fed = 0;                // prompt tokens read so far (or reused)
   std::vector<int64_t> keep_at;  // where the prompt's read keeps a state for later prompts
+  std::vector<TokenLogprob> prompt_logprobs;  // echo: the prompt's tokens', as they are read
   int32_t token = 0;
   bool finishing = false;
+  bool echoed = false;
   std::string finish_reason;
   std::vector<TokenLogprob> logprobs;  // not yet sent
 };
@@ -195,8 +175,10 @@ void Engine::start(Active& a) {
     a.own = std::make_unique<generate::Generator>(model_);
     a.gen = a.own.get();
   }
-  // A prompt read from the empty state may start from a kept prefix and keep its own.
-  if (a.gen->empty() && !a.req.prompt.empty()) {
+  // A prompt read from the empty state may start from a kept prefix and keep its own (but
+  // for scoring, which needs the logits of every position).
+  const bool scoring = a.req.echo && a.req.logprobs >= 0;
+  if (a.gen->empty() && !a.req.prompt.empty() && !scoring) {
     a.fed = static_cast<size_t>(prefix_.start(a.req.prompt, *a.gen));
     a.keep_at = prefix_.keep_points(a.req.prompt, static_cast<int64_t>(a.fed));
   }
@@ -210,7 +192,11 @@ bool Engine::read_prompt(Active& a) {
     const std::span<const int32_t> prompt(a.req.prompt);
     size_t end = std::min(n, a.fed + static_cast<size_t>(kPromptPiece));
     if (!a.keep_at.empty()) end = std::min(end, static_cast<size_t>(a.keep_at.front()));
-    a.gen->feed(prompt.subspan(a.fed, end - a.fed), kPromptPiece);
+    if (a.req.echo && a.req.logprobs >= 0)
+      a.gen->feed(prompt.subspan(a.fed, end - a.fed), kPromptPiece, a.prompt_logprobs,
+                  a.req.logprobs);
+    else
+      a.gen->feed(prompt.subspan(a.fed, end - a.fed), kPromptPiece);
     prompt_tokens_read_ += static_cast<int64_t>(end - a.fed);
     a.fed = end;
     if (!a.keep_at.empty() && static_cast<size_t>(a.keep_at.front()) == end) {
@@ -220,6 +206,14 @@ bool Engine::read_prompt(Active& a) {
   }
   if (a.fed < n) return false;
   if (a.gen->empty()) throw Error("the prompt is empty");
+  if (a.req.echo && !a.echoed) {
+    // The prompt first, as the client sent it (tokens are whole bytes of it).
+    a.echoed = true;
+    Event e;
+    for (const int32_t t : a.req.prompt) e.text += tok_.token_bytes(t);
+    e.logprobs = std::move(a.prompt_logprobs);
+    a.stream->push(std::move(e));
+  }
   return true;
 }
 
@@ -227,7 +221,8 @@ void Engine::sample(Active& a) {
   const int64_t V = model_.config().vocab;
   a.token = generate::pick_token(a.gen->last_logits().data(), V, a.req.sample, a.rng);
   if (a.req.logprobs >= 0)
-    a.logprobs.push_back(token_logprob(a.gen->last_logits(), a.token, a.req.logprobs));
+    a.logprobs.push_back(
+        generate::token_logprob(a.gen->last_logits().data(), V, a.token, a.req.logprobs));
   ++a.produced;
   if (a.token < tok_.vocab_size()) a.text += tok_.token_bytes(a.token);
   size_t upto = a.text.size();
@@ -343,7 +338,13 @@ void Engine::run() {
     std::vector<Active*> ready;
     for (auto& a : active) {
       try {
-        if (read_prompt(*a)) ready.push_back(a.get());
+        if (!read_prompt(*a)) continue;
+        if (a->req.max_tokens > 0) {
+          ready.push_back(a.get());
+          continue;
+        }
+        a->finishing = true, a->finish_reason = "length";  // scoring: nothing to generate
+        finish(*a);
       } catch (const std::exception& ex) {
         fail(*a, ex.what());
         a->finishing = true;

@@ -46,15 +46,12 @@ struct Request {
   // Log-probabilities of the sampled tokens, each with this many most likely alternatives
   // (0 to 20); -1: none.
   int64_t logprobs = -1;
+  // The prompt's text comes first in the answer (with its tokens' log-probabilities when
+  // logprobs is asked for); max_tokens may then be 0 (scoring a text).
+  bool echo = false;
 };
 
-// A sampled token's log-probability under the model's distribution (the logits before
-// temperature, top-k and top-p), and the most likely tokens' (most likely first).
-struct TokenLogprob {
-  int32_t token = 0;
-  float logprob = 0;
-  std::vector<std::pair<int32_t, float>> top;
-};
+using generate::TokenLogprob;
 
 // What a request's client receives, in order: text as it is produced (whole UTF-8
 // characters; text that may begin a stop string is held back), then one event with done.

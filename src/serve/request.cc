@@ -60,7 +60,7 @@ bool common_field(const std::string& k, const json& v, Completion& c, const Requ
   if (k == "model") {
     if (!v.is_string()) throw Error("'model' must be a string");
   } else if (k == "max_tokens") {
-    if (!v.is_null()) c.req.max_tokens = integer(v, "max_tokens", 1, cfg.max_tokens);
+    if (!v.is_null()) c.req.max_tokens = integer(v, "max_tokens", 0, cfg.max_tokens);
   } else if (k == "temperature") {
     if (!v.is_null()) c.req.sample.temperature = number(v, "temperature", 0, 100);
   } else if (k == "top_p") {
@@ -99,6 +99,8 @@ bool common_field(const std::string& k, const json& v, Completion& c, const Requ
 
 // The prompt's tokens, within the limits.
 void finish_request(Completion& c, const tokenizer::Tokenizer& tok, const RequestLimits& cfg) {
+  if (c.req.max_tokens < 1 && !c.req.echo)
+    throw Error("'max_tokens' must be at least 1 (0 only with echo: scoring a prompt)");
   if (c.n > 1 && !c.req.conversation.empty())
     throw Error("'n' must be 1 in a conversation (one state continues)");
   c.req.prompt = tok.encode(c.prompt);
@@ -176,7 +178,10 @@ Completion parse_completion(const std::string& body, const tokenizer::Tokenizer&
       }
     } else if (k == "logprobs") {
       if (!v.is_null()) c.req.logprobs = integer(v, "logprobs", 0, 5);
-    } else if (k == "echo" || k == "best_of" || k == "suffix") {
+    } else if (k == "echo") {
+      if (!v.is_boolean() && !v.is_null()) throw Error("'echo' must be true or false");
+      c.req.echo = v.is_boolean() && v.get<bool>();
+    } else if (k == "best_of" || k == "suffix") {
       refuse_unless_off(k, v);
     }
   }
@@ -271,10 +276,13 @@ json logprobs_json(Api api, const std::vector<LogprobEntry>& entries, size_t tex
   json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
   for (const auto& e : entries) {
     tokens.push_back(e.token);
-    lps.push_back(e.logprob);
+    // A text's first token has no log-probability (nothing came before it): null, as
+    // OpenAI's echo writes it.
+    const bool none = std::isnan(e.logprob);
+    lps.push_back(none ? json(nullptr) : json(e.logprob));
     json top = json::object();
     for (const auto& [t, lp] : e.top) top[t] = lp;
-    tops.push_back(std::move(top));
+    tops.push_back(none ? json(nullptr) : std::move(top));
     offsets.push_back(text_offset);
     text_offset += e.token.size();
   }

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import threading
@@ -605,6 +606,54 @@ class Serve(unittest.TestCase):
         self.assertEqual(status, 200, fork)
         return self.turn(fork["id"], prompt)
 
+    def test_echo_scores_a_text_as_eval_does(self):
+        # Scoring through the server (what evaluation harnesses send): echo with logprobs and
+        # max_tokens 0 gives each token's log-probability given the text before it, the bits
+        # `logattn eval --per-token` gives (a text longer than a piece of the read).
+        text = "All the world's a stage, and all the men and women merely players. " * 10
+        ids = list(text.encode())
+        path = os.path.join(self.dir, "score.bin")
+        with open(path, "wb") as f:
+            f.write(struct.pack("<%dH" % len(ids), *ids))
+        r = run("eval", "--model", self.model, "--tokens", path, "--per-token")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = json.loads(r.stdout)
+        self.assertEqual(want["tokens"], ids)
+        self.assertIsNone(want["token_logprobs"][0])
+        scored = [-x for x in want["token_logprobs"][1:]]
+        self.assertAlmostEqual(want["loss"], sum(scored) / len(scored), places=9)
+        out = self.complete(prompt=text, max_tokens=0, echo=True, logprobs=2)
+        choice = out["choices"][0]
+        self.assertEqual(choice["text"], text)
+        lp = choice["logprobs"]
+        self.assertEqual(lp["token_logprobs"], want["token_logprobs"])
+        self.assertEqual(lp["tokens"], [chr(b) for b in ids])
+        self.assertEqual(lp["text_offset"], list(range(len(ids))))
+        self.assertIsNone(lp["top_logprobs"][0])
+        self.assertTrue(all(len(t) == 2 for t in lp["top_logprobs"][1:]))
+        self.assertEqual(out["usage"], {"prompt_tokens": len(ids), "completion_tokens": 0,
+                                        "total_tokens": len(ids)})
+        # With tokens to generate: the prompt, then what the request without echo answers,
+        # streamed too.
+        plain = self.complete(prompt="All the", max_tokens=12, temperature=0, logprobs=1)
+        echoed = self.complete(prompt="All the", max_tokens=12, temperature=0, logprobs=1,
+                               echo=True)
+        got, want_c = echoed["choices"][0], plain["choices"][0]
+        self.assertEqual(got["text"], "All the" + want_c["text"])
+        self.assertEqual(got["logprobs"]["token_logprobs"][7:],
+                         want_c["logprobs"]["token_logprobs"])
+        self.assertEqual(got["logprobs"]["text_offset"][7:],
+                         [7 + o for o in want_c["logprobs"]["text_offset"]])
+        events = subprocess.run([CURL, "-s", "-N", self.server.url + "/v1/completions", "-d",
+                                 json.dumps({"prompt": "All the", "max_tokens": 12,
+                                             "temperature": 0, "echo": True, "stream": True})],
+                                capture_output=True, encoding="utf-8", timeout=60).stdout
+        chunks = [json.loads(line[6:]) for line in events.split("\n")
+                  if line.startswith("data: {")]
+        self.assertEqual(chunks[0]["choices"][0]["text"], "All the")
+        self.assertEqual("".join(c["choices"][0]["text"] for c in chunks if c["choices"]),
+                         got["text"])
+
     def test_bad_requests_get_a_status_and_a_message(self):
         url = self.server.url + "/v1/completions"
         big = os.path.join(self.dir, "big.json")
@@ -613,13 +662,14 @@ class Serve(unittest.TestCase):
         cases = [
             ("{bad", 400, "not valid JSON"),
             ({"prompt": 5}, 400, "'prompt' must be a string"),
-            ({"prompt": "x", "max_tokens": 0}, 400, "'max_tokens' must be in [1, 4096]"),
+            ({"prompt": "x", "max_tokens": 0}, 400, "0 only with echo"),
+            ({"prompt": "x", "max_tokens": -1}, 400, "'max_tokens' must be in [0, 4096]"),
             ({"prompt": "x", "max_tokens": "many"}, 400, "'max_tokens' must be an integer"),
             ({"prompt": "x", "temperature": "hot"}, 400, "'temperature' must be a number"),
             ({"prompt": "x", "conversation": "nope"}, 400, "unknown conversation 'nope'"),
             ({"prompt": "x", "conversation": "../etc"}, 400, "'conversation' must be an id"),
             ({"prompt": "x", "logprobs": 6}, 400, "'logprobs' must be in [0, 5]"),
-            ({"prompt": "x", "echo": True}, 400, "'echo' is not supported"),
+            ({"prompt": "x", "echo": "yes"}, 400, "'echo' must be true or false"),
             ({"max_tokens": 3}, 400, "'prompt' is required"),
             ({"prompt": "x", "n": 2, "stream": "yes"}, 400, "'stream' must be true or false"),
         ]

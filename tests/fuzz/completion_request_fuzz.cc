@@ -15,8 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto c = data[0] & 1 ? logattn::serve::parse_chat_completion(body, *tok, {64, 256}, chat)
                                : logattn::serve::parse_completion(body, *tok, {64, 256});
     const auto& r = c.req;
-    if (r.max_tokens < 1 || r.max_tokens > 64 || r.prompt.size() > 256 || c.n < 1 || c.n > 16 ||
-        r.stop.size() > 4 + chat.stop.size() || r.logprobs < -1 || r.logprobs > 20 ||
+    if (r.max_tokens < (r.echo ? 0 : 1) || r.max_tokens > 64 || r.prompt.size() > 256 || c.n < 1 ||
+        c.n > 16 || r.stop.size() > 4 + chat.stop.size() || r.logprobs < -1 || r.logprobs > 20 ||
         !(r.sample.temperature >= 0) || !(r.sample.top_p > 0) || r.sample.top_p > 1 ||
         r.sample.top_k < 0 ||
         (!r.conversation.empty() && !logattn::serve::ConversationStore::valid_id(r.conversation)))
