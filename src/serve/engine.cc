@@ -11,6 +11,7 @@
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "logattn/error.h"
+#include "serve/text_stream.h"
 #include "util/checked.h"
 
 namespace logattn::serve {
@@ -44,37 +45,6 @@ bool Stream::cancelled() const {
   return cancelled_;
 }
 
-namespace {
-
-// The length of s's longest prefix of whole UTF-8 characters (a token may end inside one).
-size_t whole_utf8(const std::string& s, size_t from) {
-  size_t end = s.size();
-  // Back up over at most 3 continuation bytes to the lead byte of the last character.
-  size_t i = end;
-  for (int k = 0; k < 4 && i > from; ++k) {
-    --i;
-    const auto c = static_cast<unsigned char>(s[i]);
-    if ((c & 0xc0) == 0x80) continue;  // continuation
-    const size_t need = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : 4;
-    return i + need <= end ? end : i;
-  }
-  return end;
-}
-
-// How much of text's end may begin one of the stop strings (held back until it is known).
-size_t stop_holdback(const std::string& text, const std::vector<std::string>& stop) {
-  size_t hold = 0;
-  for (const auto& s : stop)
-    for (size_t k = std::min(s.size() - 1, text.size()); k > hold; --k)
-      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
-        hold = k;
-        break;
-      }
-  return hold;
-}
-
-}  // namespace
-
 struct Engine::Active {
   Request req;
   std::shared_ptr<Stream> stream;
@@ -82,8 +52,7 @@ struct Engine::Active {
   generate::Generator* gen = nullptr;
   bool conv = false;  // answering in req.conversation (acquired)
   uint64_t rng = 0;
-  std::string text;
-  size_t emitted = 0;
+  TextStream text{{}};  // set from req.stop at start
   int64_t produced = 0;
   size_t fed = 0;                // prompt tokens read so far (or reused)
   std::vector<int64_t> keep_at;  // where the prompt's read keeps a state for later prompts
@@ -169,6 +138,7 @@ Metrics Engine::metrics() const {
 
 void Engine::start(Active& a) {
   a.rng = a.req.seed;
+  a.text = TextStream(a.req.stop);
   if (a.conv) {
     a.gen = &store_->generator(a.req.conversation);
   } else {
@@ -224,28 +194,16 @@ void Engine::sample(Active& a) {
     a.logprobs.push_back(
         generate::token_logprob(a.gen->last_logits().data(), V, a.token, a.req.logprobs));
   ++a.produced;
-  if (a.token < tok_.vocab_size()) a.text += tok_.token_bytes(a.token);
-  size_t upto = a.text.size();
-  size_t found = std::string::npos;
-  for (const auto& s : a.req.stop) {
-    const size_t from = a.emitted > s.size() ? a.emitted - s.size() : 0;
-    const size_t p = a.text.find(s, from);
-    if (p != std::string::npos && p < found) found = p;
-  }
-  if (found != std::string::npos) {
-    upto = found;
-    a.text.resize(found);
+  const std::string_view bytes =
+      a.token < tok_.vocab_size() ? tok_.token_bytes(a.token) : std::string_view();
+  const bool last = a.produced >= a.req.max_tokens || a.stream->cancelled();
+  Event e;
+  e.text = a.text.add(bytes, last);
+  if (a.text.stopped())
     a.finishing = true, a.finish_reason = "stop";
-  } else if (a.produced >= a.req.max_tokens || a.stream->cancelled()) {
+  else if (last)
     a.finishing = true, a.finish_reason = "length";
-  } else {
-    upto = whole_utf8(a.text, a.emitted);
-    upto = std::min(upto, a.text.size() - stop_holdback(a.text, a.req.stop));
-  }
-  if (upto > a.emitted) {
-    Event e;
-    e.text = a.text.substr(a.emitted, upto - a.emitted);
-    a.emitted = upto;
+  if (!e.text.empty()) {
     e.logprobs = std::move(a.logprobs);
     a.logprobs.clear();
     a.stream->push(std::move(e));

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -138,6 +139,36 @@ TEST(Generator, PromptReadDoesNotDependOnItsSplit) {
     model::Model q = model::quantize_model(f32, type);
     check(q);
   }
+}
+
+// Reading with log-probabilities leaves the state and logits a plain read leaves; each token
+// gets the log-probability of its position's logits (the first: none from the empty state,
+// the last logits from a state that holds text).
+TEST(Generator, ScoringAReadLeavesItsStateAsAPlainRead) {
+  model::Model m = tiny_model();
+  const int64_t V = m.config().vocab;
+  const auto text = prompt_tokens(150);
+  Generator plain(m), scored(m);
+  plain.feed(text, 64);
+  std::vector<TokenLogprob> lps;
+  scored.feed(text, 64, lps, 3);
+  ASSERT_EQ(lps.size(), text.size());
+  EXPECT_EQ(scored.last_logits(), plain.last_logits());
+  EXPECT_EQ(scored.tokens(), plain.tokens());
+  EXPECT_TRUE(std::isnan(lps[0].logprob));
+  for (size_t i = 1; i < lps.size(); ++i) {
+    ASSERT_EQ(lps[i].token, text[i]);
+    ASSERT_LE(lps[i].logprob, 0.f);
+    ASSERT_EQ(lps[i].top.size(), 3u);
+    ASSERT_GE(lps[i].top[0].second, lps[i].top[2].second);
+  }
+  // The first token of a second read comes from the last logits.
+  std::vector<TokenLogprob> more;
+  const std::vector<int32_t> next = {7, 8};
+  const TokenLogprob want = token_logprob(plain.last_logits().data(), V, 7, 0);
+  scored.feed(next, 64, more, 0);
+  ASSERT_EQ(more.size(), 2u);
+  EXPECT_EQ(more[0].logprob, want.logprob);
 }
 
 TEST(Generator, SavedStateContinuesAsNeverStopping) {
