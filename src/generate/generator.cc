@@ -124,30 +124,6 @@ void Generator::load(const std::string& path) {
   logits_ = std::move(logits);
 }
 
-namespace {
-
-// Sequence i of a batch state from / to a one-sequence state: the attention states ([B, H,
-// floats per head], so sequence i is one contiguous run) and the recurrence's h ([B, d_emb]).
-void gather(const model::ModelState& one, model::ModelState& batch, int64_t i) {
-  for (size_t l = 0; l < batch.layers.size(); ++l) {
-    const auto src = one.layers[l].data();
-    std::copy(src.begin(), src.end(), batch.layers[l].data().begin() + i * src.size());
-  }
-  std::copy(one.h.begin(), one.h.end(), batch.h.begin() + i * one.h.size());
-}
-
-void scatter(const model::ModelState& batch, int64_t i, model::ModelState& one) {
-  for (size_t l = 0; l < batch.layers.size(); ++l) {
-    auto dst = one.layers[l].data();
-    const auto src = std::as_const(batch.layers[l]).data().subspan(i * dst.size(), dst.size());
-    std::copy(src.begin(), src.end(), dst.begin());
-  }
-  const auto h = batch.h.begin() + i * one.h.size();
-  std::copy(h, h + one.h.size(), one.h.begin());
-}
-
-}  // namespace
-
 void Generator::step_together(const std::vector<Generator*>& gens,
                               const std::vector<int32_t>& tokens, Batch& batch) {
   const int64_t B = static_cast<int64_t>(gens.size());
@@ -164,11 +140,11 @@ void Generator::step_together(const std::vector<Generator*>& gens,
   const int64_t V = model.config().vocab;
   if (batch.state.batch != B) batch.state = model.new_state(B);
   batch.logits.resize(static_cast<size_t>(B * V));
-  for (int64_t i = 0; i < B; ++i) gather(gens[i]->state_, batch.state, i);
+  for (int64_t i = 0; i < B; ++i) batch.state.gather(gens[i]->state_, i);
   model.forward_with_state(tokens.data(), B, 1, batch.state, batch.logits.data());
   for (int64_t i = 0; i < B; ++i) {
     Generator& g = *gens[i];
-    scatter(batch.state, i, g.state_);
+    batch.state.scatter(i, g.state_);
     g.state_.tokens += 1;
     for (auto& a : g.state_.layers) a.set_tokens(a.tokens() + 1);
     std::copy(batch.logits.begin() + i * V, batch.logits.begin() + (i + 1) * V, g.logits_.begin());
@@ -189,7 +165,7 @@ std::vector<std::vector<int32_t>> generate_batch(model::Model& model,
     Generator g(model);
     g.feed(prompts[i]);
     const model::ModelState& one = g.state();
-    gather(one, batch, i);
+    batch.gather(one, i);
     for (size_t l = 0; l < batch.layers.size(); ++l)
       batch.layers[l].set_tokens(std::max(batch.layers[l].tokens(), one.layers[l].tokens()));
     std::copy(g.last_logits().begin(), g.last_logits().end(), logits.begin() + i * V);

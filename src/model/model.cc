@@ -162,6 +162,36 @@ double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, 
              nullptr);
 }
 
+int64_t ModelState::bytes() const {
+  int64_t floats = static_cast<int64_t>(h.size());
+  for (const auto& a : layers) floats += static_cast<int64_t>(a.data().size());
+  return floats * static_cast<int64_t>(sizeof(float));
+}
+
+void ModelState::gather(const ModelState& one, int64_t i) {
+  if (one.batch != 1 || i < 0 || i >= batch || one.layers.size() != layers.size() ||
+      static_cast<int64_t>(one.h.size()) * batch != static_cast<int64_t>(h.size()))
+    throw Error("model state: gather needs a one-sequence state of the same model");
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const auto src = one.layers[l].data();
+    std::copy(src.begin(), src.end(), layers[l].data().begin() + i * src.size());
+  }
+  std::copy(one.h.begin(), one.h.end(), h.begin() + i * one.h.size());
+}
+
+void ModelState::scatter(int64_t i, ModelState& one) const {
+  if (one.batch != 1 || i < 0 || i >= batch || one.layers.size() != layers.size() ||
+      static_cast<int64_t>(one.h.size()) * batch != static_cast<int64_t>(h.size()))
+    throw Error("model state: scatter needs a one-sequence state of the same model");
+  for (size_t l = 0; l < layers.size(); ++l) {
+    auto dst = one.layers[l].data();
+    const auto src = layers[l].data().subspan(i * dst.size(), dst.size());
+    std::copy(src.begin(), src.end(), dst.begin());
+  }
+  const auto hi = h.begin() + i * one.h.size();
+  std::copy(hi, hi + one.h.size(), one.h.begin());
+}
+
 ModelState Model::new_state(int64_t B) const {
   if (B < 1) throw Error("model state: batch must be at least 1");
   ModelState st;

@@ -18,7 +18,7 @@
 namespace logattn::model {
 
 // What generation carries from one call to the next: constant size, whatever the length of
-// the text so far.
+// the text so far. A value: copied, and its sequences moved in and out of batches.
 struct ModelState {
   std::vector<AttentionState> layers;  // per layer, batch x heads attention states
   std::vector<float> h;                // [B, d_emb]: EmbedPosition's recurrence, last token
@@ -27,6 +27,14 @@ struct ModelState {
   std::vector<ops::SoftmaxCache> caches;
   int64_t batch = 0;
   int64_t tokens = 0;
+
+  // Bytes of its log-attention states and recurrence (the twin's caches not counted).
+  int64_t bytes() const;
+  // Sequence i of this batch state from a one-sequence state (its attention states are
+  // [B, H, floats per head], so sequence i is one contiguous run; h is [B, d_emb]), and back.
+  // Log-attention states only.
+  void gather(const ModelState& one, int64_t i);
+  void scatter(int64_t i, ModelState& one) const;
 };
 
 class Model {

@@ -85,9 +85,7 @@ ConversationStore::ConversationStore(model::Model& model, std::string dir, int64
     throw Error("serve: --conversations-memory-mb must be in [1, 2^20]");
   if (keep_turns_ < 1 || keep_turns_ > 1024)
     throw Error("serve: --keep-turns must be in [1, 1024]");
-  const auto st = model.new_state(1);
-  for (const auto& a : st.layers) state_bytes_ += static_cast<int64_t>(a.data().size()) * 4;
-  state_bytes_ += static_cast<int64_t>(st.h.size() + model.config().vocab) * 4;
+  state_bytes_ = model.new_state(1).bytes() + model.config().vocab * int64_t{sizeof(float)};
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (!fs::is_directory(dir_))

@@ -79,9 +79,8 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfi
     throw Error(
         "serve: the server runs log-attention models (constant-size states); this one "
         "is the softmax twin");
-  const auto st = model.new_state(1);
-  for (const auto& a : st.layers) state_bytes_ += static_cast<int64_t>(a.data().size()) * 4;
-  state_bytes_ += static_cast<int64_t>(st.h.size() + model.config().vocab) * 4;
+  // A sequence's state and its last logits.
+  state_bytes_ = model.new_state(1).bytes() + model.config().vocab * int64_t{sizeof(float)};
   if (!config_.conversations_dir.empty())
     store_ = std::make_unique<ConversationStore>(model, config_.conversations_dir,
                                                  config_.memory_mb, config_.keep_turns);

@@ -19,9 +19,7 @@ uint64_t mix(uint64_t x) {  // splitmix64's finaliser
 }
 
 int64_t snapshot_bytes(const generate::Generator::Snapshot& s) {
-  int64_t floats = static_cast<int64_t>(s.state.h.size() + s.logits.size());
-  for (const auto& a : s.state.layers) floats += static_cast<int64_t>(a.data().size());
-  return floats * 4;
+  return s.state.bytes() + static_cast<int64_t>(s.logits.size() * sizeof(float));
 }
 
 }  // namespace
