@@ -11,7 +11,7 @@ A request of one token (not streamed) is timed whole: reading the prompt, sampli
 and reading it.
 
 Run:  /usr/bin/python3 bench/serve_prefix.py --preset small   [--system-tokens 4000]
-      /usr/bin/python3 bench/serve_prefix.py --preset paper   [--rounds 5]
+      /usr/bin/python3 bench/serve_prefix.py --preset paper   [--rounds 5] [--json]
 (a checkpoint of the preset with random weights is made with `logattn train --steps 1`;
  --model uses a checkpoint instead.)
 """
@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--model", help="a checkpoint instead of the preset's random weights")
     ap.add_argument("--system-tokens", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args()
     exe = os.path.join(a.build, "logattn")
     tmp = tempfile.mkdtemp(prefix="logattn-prefix-")
@@ -113,6 +114,14 @@ def main():
         L, H, dk, dv = cfg["n_layers"], cfg["n_heads"], cfg["d_key"], cfg["d_val"]
         kv_bytes = prompt_tokens * L * H * (dk + dv) * 4
         entry = m_on["logattn_prefix_cache_bytes"] / max(1, m_on["logattn_prefix_cache_entries"])
+        if a.json:
+            print(json.dumps({"preset": a.preset if not a.model else model,
+                              "prompt_tokens": prompt_tokens, "rounds": a.rounds,
+                              "off_ms": off * 1e3, "on_ms": on * 1e3,
+                              "kept_prefix_bytes": entry, "kv_cache_bytes": kv_bytes,
+                              "hits": m_on["logattn_prefix_hits_total"],
+                              "answers_equal": True}))
+            return
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                     if l.startswith("model name")), "?")
         print(f"logattn bench serve_prefix: {a.preset if not a.model else model}, "

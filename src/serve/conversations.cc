@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "io/safetensors.h"
@@ -50,9 +52,8 @@ auto read_turn_file(const std::string& id, const std::string& path, F read) {
   }
 }
 
-// "<turn>.safetensors" -> turn; 0 for any other name.
-int64_t turn_of(const std::string& name) {
-  const std::string ext = ".safetensors";
+// "<turn><ext>" -> turn; 0 for any other name.
+int64_t turn_of(const std::string& name, const std::string& ext = ".safetensors") {
   if (name.size() <= ext.size() || name.size() > ext.size() + 13 ||
       name.compare(name.size() - ext.size(), ext.size(), ext) != 0 || name[0] == '0')
     return 0;
@@ -62,6 +63,27 @@ int64_t turn_of(const std::string& name) {
     t = t * 10 + (name[i] - '0');
   }
   return t <= kMaxTurn ? t : 0;
+}
+
+// A small JSON file of the conversation's folder (a turn's text, the title), or null when it
+// is absent, not a regular file, too large or not JSON.
+nlohmann::json read_small_json(const std::string& path) {
+  std::error_code ec;
+  if (kind_of(path) != Kind::kRegular || fs::file_size(path, ec) > (size_t{1} << 22) || ec)
+    return nullptr;
+  std::ifstream f(path, std::ios::binary);
+  return nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+}
+
+std::string read_title(const std::string& folder) {
+  const auto j = read_small_json((fs::path(folder) / "title.json").string());
+  return j.is_object() && j.contains("title") && j["title"].is_string()
+             ? j["title"].get<std::string>().substr(0, ConversationStore::kMaxTitle)
+             : std::string();
+}
+
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 bool ends_with(const std::string& s, const std::string& x) {
@@ -105,6 +127,10 @@ std::string ConversationStore::turn_path(const std::string& id, int64_t turn) co
   return (fs::path(dir_) / id / (std::to_string(turn) + ".safetensors")).string();
 }
 
+std::string ConversationStore::text_path(const std::string& id, int64_t turn) const {
+  return (fs::path(dir_) / id / (std::to_string(turn) + ".json")).string();
+}
+
 void ConversationStore::scan() {
   // The layout of logattn 0.2 (<id>.safetensors, <id>.empty beside each other) moves into
   // folders: a state becomes turn 1. Each step is a rename or a removal that a kill leaves
@@ -139,6 +165,13 @@ void ConversationStore::scan() {
       fs::remove(turn_path(id, c.turns.front().turn), ec);
       c.turns.erase(c.turns.begin());
     }
+    // A turn's text past the latest state: a kill came between writing it and the state.
+    for (const auto& f : fs::directory_iterator(folder(id)))
+      if (const int64_t t = turn_of(f.path().filename().string(), ".json"); t > c.turn()) {
+        std::error_code ec;
+        fs::remove(f.path(), ec);
+      }
+    c.title = read_title(folder(id));
   }
 }
 
@@ -180,6 +213,7 @@ ConversationInfo ConversationStore::info_of(const std::string& id, const Convers
   info.turn = c.turn();
   info.tokens = c.turns.empty() ? 0 : c.turns.back().tokens;
   info.in_memory = c.gen != nullptr;
+  info.title = c.title;
   return info;
 }
 
@@ -220,6 +254,52 @@ std::vector<ConversationInfo> ConversationStore::list() const {
   return out;
 }
 
+std::optional<std::vector<ConversationStore::TurnText>> ConversationStore::texts(
+    const std::string& id) {
+  int64_t latest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = conversations_.find(id);
+    if (it == conversations_.end()) return std::nullopt;
+    if (kind_of(folder(id)) != Kind::kFolder) throw damaged(id, folder(id) + " is not a folder");
+    latest = it->second.turn();
+  }
+  std::vector<TurnText> out;
+  for (int64_t t = 1; t <= latest; ++t) {
+    const auto j = read_small_json(text_path(id, t));
+    TurnText text{t, "", ""};
+    if (j.is_object()) {
+      if (j.contains("user") && j["user"].is_string()) text.user = j["user"];
+      if (j.contains("assistant") && j["assistant"].is_string()) text.assistant = j["assistant"];
+    }
+    out.push_back(std::move(text));
+  }
+  return out;
+}
+
+ConversationStore::Result ConversationStore::set_title(const std::string& id,
+                                                       const std::string& title) {
+  if (title.size() > kMaxTitle)
+    throw Error("a title has at most " + std::to_string(kMaxTitle) + " bytes");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Conversation* c = nullptr;
+    if (const Result r = changeable(id, c); r != Result::kDone) return r;
+    c->busy = true;
+  }
+  try {
+    io::write_file_atomic((fs::path(folder(id)) / "title.json").string(), dump({{"title", title}}));
+  } catch (...) {
+    release(id);
+    throw;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Conversation& c = conversations_.at(id);
+  c.title = title;
+  c.busy = false;
+  return Result::kDone;
+}
+
 ConversationStore::Result ConversationStore::remove(const std::string& id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -245,20 +325,25 @@ ConversationStore::Result ConversationStore::remove(const std::string& id) {
   return Result::kDone;
 }
 
+ConversationStore::Result ConversationStore::changeable(const std::string& id, Conversation*& c) {
+  const auto it = conversations_.find(id);
+  if (it == conversations_.end()) return Result::kUnknown;
+  if (kind_of(folder(id)) != Kind::kFolder) throw damaged(id, folder(id) + " is not a folder");
+  if (it->second.busy) return Result::kBusy;
+  c = &it->second;
+  return Result::kDone;
+}
+
 ConversationStore::Result ConversationStore::fork(const std::string& id, int64_t turn,
                                                   std::string& new_id) {
   std::vector<TurnInfo> turns;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = conversations_.find(id);
-    if (it == conversations_.end()) return Result::kUnknown;
-    Conversation& c = it->second;
-    if (kind_of(folder(id)) != Kind::kFolder) throw damaged(id, folder(id) + " is not a folder");
-    if (c.busy) return Result::kBusy;
+    Conversation* found = nullptr;
+    if (const Result r = changeable(id, found); r != Result::kDone) return r;
+    Conversation& c = *found;
     if (turn < 0) turn = c.turn();
-    const bool kept = std::any_of(c.turns.begin(), c.turns.end(),
-                                  [&](const TurnInfo& t) { return t.turn == turn; });
-    if (turn > c.turn() || (turn > 0 && !kept)) return Result::kNoSuchTurn;
+    if (!c.keeps(turn)) return Result::kNoSuchTurn;
     for (const auto& t : c.turns)
       if (t.turn <= turn) turns.push_back(t);
     c.busy = true;
@@ -278,6 +363,13 @@ ConversationStore::Result ConversationStore::fork(const std::string& id, int64_t
       if (ec) throw Error("cannot copy " + from + ": " + ec.message());
       util::kill_point("conversation-fork", t.turn);
     }
+    // Every turn's text up to the fork's (kept states or not), and the title.
+    for (int64_t t = 1; t <= turn; ++t)
+      if (kind_of(text_path(id, t)) == Kind::kRegular)
+        fs::copy_file(text_path(id, t), fs::path(tmp) / (std::to_string(t) + ".json"), ec);
+    const fs::path title = fs::path(folder(id)) / "title.json";
+    if (kind_of(title.string()) == Kind::kRegular)
+      fs::copy_file(title, fs::path(tmp) / "title.json", ec);
     fs::rename(tmp, folder(new_id), ec);
     if (ec) throw Error("cannot rename " + tmp + ": " + ec.message());
   } catch (...) {
@@ -292,6 +384,7 @@ ConversationStore::Result ConversationStore::fork(const std::string& id, int64_t
   conversations_.at(id).busy = false;
   Conversation& f = conversations_.at(new_id);
   f.turns = turns;
+  f.title = conversations_.at(id).title;
   f.busy = false;
   return Result::kDone;
 }
@@ -300,14 +393,10 @@ ConversationStore::Result ConversationStore::rewind(const std::string& id, int64
   std::vector<int64_t> later;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = conversations_.find(id);
-    if (it == conversations_.end()) return Result::kUnknown;
-    Conversation& c = it->second;
-    if (kind_of(folder(id)) != Kind::kFolder) throw damaged(id, folder(id) + " is not a folder");
-    if (c.busy) return Result::kBusy;
-    const bool kept = std::any_of(c.turns.begin(), c.turns.end(),
-                                  [&](const TurnInfo& t) { return t.turn == turn; });
-    if (turn < 0 || turn > c.turn() || (turn > 0 && !kept)) return Result::kNoSuchTurn;
+    Conversation* found = nullptr;
+    if (const Result r = changeable(id, found); r != Result::kDone) return r;
+    Conversation& c = *found;
+    if (!c.keeps(turn)) return Result::kNoSuchTurn;
     for (auto t = c.turns.rbegin(); t != c.turns.rend() && t->turn > turn; ++t)
       later.push_back(t->turn);
     c.busy = true;
@@ -319,6 +408,15 @@ ConversationStore::Result ConversationStore::rewind(const std::string& id, int64
     fs::remove(turn_path(id, later[removed]), ec);
     if (ec) break;
     util::kill_point("conversation-rewind", later[removed]);
+  }
+  // The texts past the turn now latest (kept longer than states; one left by a kill is
+  // removed at the next start).
+  if (removed > 0) {
+    const int64_t now = removed == later.size() ? turn : later[removed];
+    for (int64_t t = later.front(); t > now; --t) {
+      std::error_code ignored;
+      fs::remove(text_path(id, t), ignored);
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   Conversation& c = conversations_.at(id);
@@ -368,7 +466,8 @@ generate::Generator& ConversationStore::generator(const std::string& id) {
   return *c->gen;
 }
 
-void ConversationStore::commit(const std::string& id) {
+void ConversationStore::commit(const std::string& id, const std::string& user,
+                               const std::string& assistant) {
   Conversation* c;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -376,7 +475,9 @@ void ConversationStore::commit(const std::string& id) {
   }
   const int64_t turn = c->turn() + 1;
   try {
-    c->gen->save(turn_path(id, turn));  // written whole, then renamed: the turn counts
+    // The text first; the state's rename makes the turn count.
+    io::write_file_atomic(text_path(id, turn), dump({{"user", user}, {"assistant", assistant}}));
+    c->gen->save(turn_path(id, turn));
   } catch (...) {
     release(id);
     throw;

@@ -1,9 +1,10 @@
 // Conversations and their states. Each conversation is a folder in the conversations folder,
 // holding the state after each of its last turns (`<turn>.safetensors`, the logattn-state
-// format, written through a temporary name and a rename); the latest turn's state of the most
-// recently used ones also stays in memory. A conversation can be forked (a new one with a copy
-// of its turns) and rewound (back to the state after an earlier turn), so a client regenerates
-// or edits its last message without the conversation being read again.
+// format, written through a temporary name and a rename), the text of every turn
+// (`<turn>.json`: what the user sent and the answer) and its title (`title.json`); the latest
+// turn's state of the most recently used ones also stays in memory. A conversation can be forked (a
+// new one with a copy of its turns) and rewound (back to the state after an earlier turn), so a
+// client regenerates or edits its last message without the conversation being read again.
 //
 // Crash safety: every change is one rename, or a series of removals each of which leaves a
 // consistent conversation (docs/design.md, "Conversations on disk"), so a kill at any moment
@@ -12,6 +13,7 @@
 // a deletion renames the folder away before removing it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <list>
 #include <map>
@@ -34,6 +36,7 @@ struct TurnInfo {
 
 struct ConversationInfo {
   std::string id;
+  std::string title;            // set by the client; empty: none
   int64_t turn = 0;             // the latest turn (0: no text yet)
   int64_t tokens = 0;           // in its state; -1: not read since the server started
   std::vector<TurnInfo> turns;  // the turns whose states are kept, oldest first
@@ -55,6 +58,16 @@ class ConversationStore {
   // logattn::Error naming the conversation alone).
   std::optional<ConversationInfo> info(const std::string& id);
   std::vector<ConversationInfo> list() const;  // without reading files
+  // The text of each turn up to the latest, oldest first (a turn whose record cannot be read
+  // shows as empty). Throws logattn::Error for a damaged conversation; nullopt: unknown.
+  struct TurnText {
+    int64_t turn = 0;
+    std::string user, assistant;
+  };
+  std::optional<std::vector<TurnText>> texts(const std::string& id);
+  // At most kMaxTitle bytes of UTF-8.
+  Result set_title(const std::string& id, const std::string& title);
+  static constexpr size_t kMaxTitle = 200;
   Result remove(const std::string& id);
   // A new conversation (its id in new_id) with id's kept turns up to `turn` (-1: all).
   Result fork(const std::string& id, int64_t turn, std::string& new_id);
@@ -65,9 +78,10 @@ class ConversationStore {
   Result acquire(const std::string& id);
   // The latest turn's state, read from the folder when not in memory; only while acquired.
   generate::Generator& generator(const std::string& id);
-  // Writes the generator's state as the next turn (dropping the oldest past keep_turns),
-  // then releases. Throws logattn::Error (still releasing) when it cannot be written.
-  void commit(const std::string& id);
+  // Writes the generator's state as the next turn, with its text (what the user sent, the
+  // answer), dropping the oldest state past keep_turns; then releases. Throws logattn::Error
+  // (still releasing) when it cannot be written.
+  void commit(const std::string& id, const std::string& user, const std::string& assistant);
   void release(const std::string& id);
   // Whether the conversation holds no text (it must exist).
   bool holds_no_text(const std::string& id) const;
@@ -83,13 +97,23 @@ class ConversationStore {
   struct Conversation {
     std::unique_ptr<generate::Generator> gen;  // the latest turn's state; null: not in memory
     std::vector<TurnInfo> turns;               // kept, oldest first
+    std::string title;
     bool busy = false;
     std::list<std::string>::iterator lru;
     bool in_lru = false;
     int64_t turn() const { return turns.empty() ? 0 : turns.back().turn; }
+    // Whether the state after turn t is here (0: the empty state always is).
+    bool keeps(int64_t t) const {
+      return t == 0 || std::any_of(turns.begin(), turns.end(),
+                                   [&](const TurnInfo& k) { return k.turn == t; });
+    }
   };
+  // Under mu_: the conversation that a fork or rewind may change now, or why not (a
+  // damaged one throws).
+  Result changeable(const std::string& id, Conversation*& c);
   std::string folder(const std::string& id) const;
   std::string turn_path(const std::string& id, int64_t turn) const;
+  std::string text_path(const std::string& id, int64_t turn) const;
   void scan();                                         // the folder at start
   void touch(const std::string& id, Conversation& c);  // most recently used; evicts
   ConversationInfo info_of(const std::string& id, const Conversation& c) const;

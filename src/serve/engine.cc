@@ -217,8 +217,9 @@ void Engine::finish(Active& a) {
   e.completion_tokens = a.produced;
   e.logprobs = std::move(a.logprobs);
   if (a.conv) {
-    a.conv = false;                      // committed or released, whatever happens
-    store_->commit(a.req.conversation);  // written through: a kill loses no answered turn
+    a.conv = false;  // committed or released, whatever happens
+    // Written through: a kill loses no answered turn.
+    store_->commit(a.req.conversation, a.req.user_text, a.text.text());
   }
   std::lock_guard<std::mutex> lock(mu_);
   metrics_.prompt_tokens += e.prompt_tokens;

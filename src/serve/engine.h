@@ -49,6 +49,9 @@ struct Request {
   // The prompt's text comes first in the answer (with its tokens' log-probabilities when
   // logprobs is asked for); max_tokens may then be 0 (scoring a text).
   bool echo = false;
+  // What the user sent, as a conversation's turn records it (the prompt, or the messages'
+  // text).
+  std::string user_text;
 };
 
 using generate::TokenLogprob;
@@ -108,6 +111,12 @@ class Engine {
   ConversationStore* conversations() { return store_.get(); }
   // Bytes of one sequence's state (the same for every conversation of this model).
   int64_t state_bytes() const { return state_bytes_; }
+  // Bytes a key/value cache of this model's shape (float32 keys and values of every layer and
+  // head) would add per token: what a conversation's state is compared with.
+  int64_t kv_bytes_per_token() const {
+    const auto& c = model_.config();
+    return c.n_layers * c.n_heads * (c.d_key + c.d_val) * int64_t{sizeof(float)};
+  }
   Metrics metrics() const;
 
  private:

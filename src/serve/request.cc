@@ -186,6 +186,7 @@ Completion parse_completion(const std::string& body, const tokenizer::Tokenizer&
     }
   }
   if (!j.contains("prompt") && c.req.conversation.empty()) throw Error("'prompt' is required");
+  c.req.user_text = c.prompt;
   finish_request(c, tok, cfg);
   return c;
 }
@@ -233,6 +234,9 @@ Completion parse_chat_completion(const std::string& body, const tokenizer::Token
     if (std::find(c.req.stop.begin(), c.req.stop.end(), s) == c.req.stop.end())
       c.req.stop.push_back(s);
   c.prompt = tmpl.render(messages, /*add_generation_prompt=*/true);
+  for (const auto& m : messages)
+    if (m.role == model::ChatRole::kUser)
+      c.req.user_text += (c.req.user_text.empty() ? "" : "\n\n") + m.content;
   finish_request(c, tok, cfg);
   return c;
 }
@@ -355,16 +359,22 @@ json conversation_object(const ConversationInfo& c) {
   json turns = json::array();
   for (const auto& t : c.turns)
     turns.push_back({{"turn", t.turn}, {"tokens", t.tokens >= 0 ? json(t.tokens) : json(nullptr)}});
-  return {{"id", c.id},     {"object", "conversation"},
-          {"turn", c.turn}, {"tokens", c.tokens >= 0 ? json(c.tokens) : json(nullptr)},
-          {"turns", turns}, {"in_memory", c.in_memory}};
+  return {{"id", c.id},
+          {"object", "conversation"},
+          {"title", c.title},
+          {"turn", c.turn},
+          {"tokens", c.tokens >= 0 ? json(c.tokens) : json(nullptr)},
+          {"turns", turns},
+          {"in_memory", c.in_memory}};
 }
 
 }  // namespace
 
-std::string conversation_json(const ConversationInfo& c, int64_t state_bytes) {
+std::string conversation_json(const ConversationInfo& c, int64_t state_bytes,
+                              int64_t kv_bytes_per_token) {
   json j = conversation_object(c);
   j["state_bytes"] = state_bytes;
+  j["kv_cache_bytes"] = c.tokens >= 0 ? json(c.tokens * kv_bytes_per_token) : json(nullptr);
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -373,6 +383,21 @@ std::string conversation_list_json(const std::vector<ConversationInfo>& list) {
   for (const auto& c : list) data.push_back(conversation_object(c));
   return json({{"object", "list"}, {"data", data}})
       .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string turn_texts_json(const std::vector<ConversationStore::TurnText>& texts) {
+  json data = json::array();
+  for (const auto& t : texts)
+    data.push_back({{"turn", t.turn}, {"user", t.user}, {"assistant", t.assistant}});
+  return json({{"object", "list"}, {"data", data}})
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string parse_title(const std::string& body) {
+  const json j = parse_object(body);
+  const auto it = j.find("title");
+  if (it == j.end() || !it->is_string()) throw Error("'title' is required: {\"title\": \"...\"}");
+  return it->get<std::string>();
 }
 
 int64_t parse_turn(const std::string& body, bool required) {

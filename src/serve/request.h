@@ -85,9 +85,15 @@ std::string chunk_json(const ResponseHead& head, size_t index, const std::string
 // The usage chunk that ends a stream.
 std::string usage_chunk_json(const ResponseHead& head, const Usage& usage);
 
-// The conversation endpoints' bodies. A conversation: id, turn, tokens (null when not read
-// since the server started), the kept turns with their tokens, in_memory, state_bytes.
-std::string conversation_json(const ConversationInfo& c, int64_t state_bytes);
+// The conversation endpoints' bodies. A conversation: id, title, turn, tokens (null when not
+// read since the server started), the kept turns with their tokens, in_memory, state_bytes,
+// and kv_cache_bytes (what a key/value cache of this model would hold at that length).
+std::string conversation_json(const ConversationInfo& c, int64_t state_bytes,
+                              int64_t kv_bytes_per_token);
+// GET .../messages: each turn's text ({"turn", "user", "assistant"}), oldest first.
+std::string turn_texts_json(const std::vector<ConversationStore::TurnText>& texts);
+// The body of a rename: {"title": "..."}.
+std::string parse_title(const std::string& body);
 std::string conversation_list_json(const std::vector<ConversationInfo>& list);
 // The body of a fork or rewind: {"turn": K}, K >= 0; an empty body or none: -1 when the
 // turn may be left out (fork: the latest), else an error.

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "chat_page.h"
 #include "logattn/error.h"
 #include "serve/http.h"
 #include "serve/request.h"
@@ -322,6 +323,11 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
                                                  {"owned_by", "logattn"}}})}}),
                     "application/json");
   });
+  // The chat page (src/serve/web/chat.html, compiled in).
+  svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_content(kChatPage.data(), kChatPage.size(), "text/html; charset=utf-8");
+  });
   svr.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content(prometheus(engine.metrics(), engine.state_bytes()),
                     "text/plain; version=0.0.4");
@@ -360,7 +366,8 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
                                      const std::string& id) {
     const auto info = store.info(id);
     if (!info) return send_error(res, 404, "unknown conversation '" + id + "'");
-    res.set_content(conversation_json(*info, engine.state_bytes()), "application/json");
+    res.set_content(conversation_json(*info, engine.state_bytes(), engine.kv_bytes_per_token()),
+                    "application/json");
   };
   svr.Post("/v1/conversations", [&, max_body, send_conversation](
                                     const httplib::Request& req, httplib::Response& res,
@@ -399,45 +406,71 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
                         "application/json");
     });
   });
+  // Each turn's text, for a page that shows the conversation.
+  svr.Get(R"(/v1/conversations/([^/]+)/messages)",
+          [conversation_call](const httplib::Request& req, httplib::Response& res) {
+            const std::string id = req.matches[1];
+            conversation_call(res, id, [&](ConversationStore& store) {
+              const auto texts = store.texts(id);
+              if (!texts) return send_error(res, 404, "unknown conversation '" + id + "'");
+              res.set_content(turn_texts_json(*texts), "application/json");
+            });
+          });
+  // Rename: {"title": "..."}.
+  svr.Patch(R"(/v1/conversations/([^/]+))",
+            [max_body, conversation_call, result_error, send_conversation](
+                const httplib::Request& req, httplib::Response& res,
+                const httplib::ContentReader& reader) {
+              std::string body;
+              if (!read_body(req, reader, max_body, body, res)) return;
+              const std::string id = req.matches[1];
+              std::string title;
+              try {
+                title = parse_title(body);
+              } catch (const Error& e) {
+                return send_error(res, 400, e.what());
+              }
+              conversation_call(res, id, [&](ConversationStore& store) {
+                ConversationStore::Result r;
+                try {
+                  r = store.set_title(id, title);
+                } catch (const Error& e) {
+                  return send_error(res, 400, e.what());
+                }
+                if (result_error(res, r, id, 0)) send_conversation(res, store, id);
+              });
+            });
+  // POST /v1/conversations/{id}/<op> with {"turn": K}: op(store, id, turn) answers.
+  auto turn_route = [&svr, max_body, conversation_call](const char* pattern, bool required,
+                                                        auto op) {
+    svr.Post(pattern, [=](const httplib::Request& req, httplib::Response& res,
+                          const httplib::ContentReader& reader) {
+      std::string body;
+      if (!read_body(req, reader, max_body, body, res)) return;
+      const std::string id = req.matches[1];
+      int64_t turn;
+      try {
+        turn = parse_turn(body, required);
+      } catch (const Error& e) {
+        return send_error(res, 400, e.what());
+      }
+      conversation_call(res, id, [&](ConversationStore& store) { op(res, store, id, turn); });
+    });
+  };
   // Fork: a new conversation with the turns up to {"turn": K} (default: all).
-  svr.Post(R"(/v1/conversations/([^/]+)/fork)",
-           [max_body, conversation_call, result_error, send_conversation](
-               const httplib::Request& req, httplib::Response& res,
-               const httplib::ContentReader& reader) {
-             std::string body;
-             if (!read_body(req, reader, max_body, body, res)) return;
-             const std::string id = req.matches[1];
-             int64_t turn;
-             try {
-               turn = parse_turn(body, /*required=*/false);
-             } catch (const Error& e) {
-               return send_error(res, 400, e.what());
-             }
-             conversation_call(res, id, [&](ConversationStore& store) {
-               std::string new_id;
-               if (result_error(res, store.fork(id, turn, new_id), id, turn))
-                 send_conversation(res, store, new_id);
-             });
-           });
+  turn_route(
+      R"(/v1/conversations/([^/]+)/fork)", /*required=*/false,
+      [=](httplib::Response& res, ConversationStore& store, const std::string& id, int64_t turn) {
+        std::string new_id;
+        if (result_error(res, store.fork(id, turn, new_id), id, turn))
+          send_conversation(res, store, new_id);
+      });
   // Rewind: back to the state after {"turn": K} (0: no text); later turns are removed.
-  svr.Post(R"(/v1/conversations/([^/]+)/rewind)",
-           [max_body, conversation_call, result_error, send_conversation](
-               const httplib::Request& req, httplib::Response& res,
-               const httplib::ContentReader& reader) {
-             std::string body;
-             if (!read_body(req, reader, max_body, body, res)) return;
-             const std::string id = req.matches[1];
-             int64_t turn;
-             try {
-               turn = parse_turn(body, /*required=*/true);
-             } catch (const Error& e) {
-               return send_error(res, 400, e.what());
-             }
-             conversation_call(res, id, [&](ConversationStore& store) {
-               if (result_error(res, store.rewind(id, turn), id, turn))
-                 send_conversation(res, store, id);
-             });
-           });
+  turn_route(
+      R"(/v1/conversations/([^/]+)/rewind)", /*required=*/true,
+      [=](httplib::Response& res, ConversationStore& store, const std::string& id, int64_t turn) {
+        if (result_error(res, store.rewind(id, turn), id, turn)) send_conversation(res, store, id);
+      });
   // A declared length over the limit is refused before any of the body is read.
   svr.set_pre_routing_handler([max_body](const httplib::Request& req, httplib::Response& res) {
     const std::string declared = req.get_header_value("Content-Length");

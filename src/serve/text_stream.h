@@ -18,6 +18,8 @@ class TextStream {
   std::string add(std::string_view bytes, bool last);
   // A stop string was found: the text ends before it, and nothing more is added.
   bool stopped() const { return stopped_; }
+  // The text so far (cut before a stop string once one is found).
+  const std::string& text() const { return text_; }
 
  private:
   std::vector<std::string> stop_;

@@ -15,6 +15,7 @@ folder holding links to the repository's build/ and data/, with `logattn` on PAT
 may use what an earlier one made (runs/shakespeare). Blocks whose language is text, c++,
 python, json or pycon are examples of output or code, not commands, and need no marker.
 """
+import importlib.util
 import os
 import re
 import shlex
@@ -105,6 +106,31 @@ class Docs(unittest.TestCase):
                 if marker.group(1) == "skip":
                     self.assertRegex(marker.group(2), r"\(.+\)",
                                      f"{page}:{line}: a skipped block says why")
+
+    def test_every_benchmark_table_says_where_it_comes_from(self):
+        # A block between bench-table markers is one of bench/tables.py's tables, headed by
+        # the CPU, the date, the commit and the commands that made it.
+        spec = importlib.util.spec_from_file_location("tables", os.path.join(ROOT, "bench",
+                                                                           "tables.py"))
+        tables = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tables)
+        seen = set()
+        for page in PAGES:
+            text = read(page)
+            for m in re.finditer(r"<!-- bench-table: (\S+) -->\n(.*?)<!-- /bench-table -->",
+                                 text, re.S):
+                name, body = m.group(1), m.group(2)
+                self.assertIn(name, tables.TABLES, f"{page}: unknown table {name}")
+                self.assertEqual(tables.TABLES[name]["page"], page, name)
+                heading = body.split("\n", 1)[0]
+                self.assertRegex(heading, tables.HEADING, f"{page}: table {name}")
+                for cmd in tables.TABLES[name]["cmds"]:
+                    self.assertIn(f"`{tables.shown(cmd)}`", heading, name)
+                self.assertIn("|---", body, f"{page}: table {name} has no rows")
+                seen.add(name)
+            self.assertEqual(text.count("<!-- bench-table:"), text.count("<!-- /bench-table -->"),
+                             page)
+        self.assertEqual(seen, set(tables.TABLES), "every table is in its page")
 
     def test_relative_links_and_anchors_resolve(self):
         for page in PAGES:

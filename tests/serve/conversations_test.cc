@@ -33,7 +33,7 @@ class Conversations : public ::testing::Test {
     std::vector<int32_t> t(n);
     for (auto& x : t) x = static_cast<int32_t>(rng_() % 256);
     store.generator(id).feed(t);
-    store.commit(id);
+    store.commit(id, "user " + std::to_string(n), "answer " + std::to_string(n));
   }
   std::vector<int64_t> turns(ConversationStore& store, const std::string& id) {
     std::vector<int64_t> out;
@@ -75,9 +75,22 @@ TEST_F(Conversations, TurnsRewindAndFork) {
   EXPECT_EQ(store.rewind(id, 1), Result::kNoSuchTurn);
   EXPECT_EQ(store.fork(id, 1, a), Result::kNoSuchTurn);
   EXPECT_EQ(store.rewind(id, 7), Result::kNoSuchTurn);
+  // Every turn's text stays (the states of the last three only); a title; a fork has both.
+  const auto texts = store.texts(id);
+  ASSERT_EQ(texts->size(), 4u);
+  EXPECT_EQ((*texts)[0].user, "user 5");
+  EXPECT_EQ((*texts)[3].assistant, "answer 1");
+  EXPECT_EQ(store.set_title(id, "about \"quotes\" \xc3\xa9"), Result::kDone);
+  EXPECT_THROW(store.set_title(id, std::string(ConversationStore::kMaxTitle + 1, 'x')), Error);
+  std::string c;
+  ASSERT_EQ(store.fork(id, 3, c), Result::kDone);
+  EXPECT_EQ(store.texts(c)->size(), 3u);
+  EXPECT_EQ(store.info(c)->title, "about \"quotes\" \xc3\xa9");
   EXPECT_EQ(store.rewind(id, 0), Result::kDone);
   EXPECT_TRUE(store.holds_no_text(id));
-  EXPECT_TRUE(fs::is_empty(fs::path(dir_) / id));
+  EXPECT_TRUE(store.texts(id)->empty());
+  EXPECT_EQ(std::distance(fs::directory_iterator(fs::path(dir_) / id), fs::directory_iterator()),
+            1);  // the title alone
   // Unknown ids; a conversation answering a request refuses changes.
   EXPECT_EQ(store.rewind("nope", 0), Result::kUnknown);
   EXPECT_EQ(store.fork("nope", -1, a), Result::kUnknown);
@@ -106,9 +119,11 @@ TEST_F(Conversations, AFolderReadBackAndTheOldLayoutMovedIn) {
   fs::copy_file(fs::path(dir_) / id / "2.safetensors", fs::path(dir_) / "old.safetensors");
   std::ofstream(fs::path(dir_) / "new.empty").close();
   std::ofstream(fs::path(dir_) / id / "3.safetensors.tmp.77") << "half";  // a kill's leftover
-  ConversationStore store(model_, dir_, 16, 1);  // keeping fewer turns than the folder has
+  std::ofstream(fs::path(dir_) / id / "3.json") << "{}";  // a text whose state never came
+  ConversationStore store(model_, dir_, 16, 1);           // keeping fewer turns than the folder has
   EXPECT_EQ(store.count(), 3);
   EXPECT_EQ(turns(store, id), (std::vector<int64_t>{7}));
+  EXPECT_EQ(store.info(id)->title, "");
   EXPECT_EQ(store.info("old")->turn, 1);
   EXPECT_EQ(store.info("old")->tokens, 7);
   EXPECT_TRUE(store.holds_no_text("new"));
@@ -116,6 +131,8 @@ TEST_F(Conversations, AFolderReadBackAndTheOldLayoutMovedIn) {
   EXPECT_FALSE(fs::exists(fs::path(dir_) / "new.empty"));
   EXPECT_FALSE(fs::exists(fs::path(dir_) / id / "3.safetensors.tmp.77"));
   EXPECT_FALSE(fs::exists(fs::path(dir_) / id / "1.safetensors"));
+  EXPECT_FALSE(fs::exists(fs::path(dir_) / id / "3.json"));
+  EXPECT_TRUE(fs::exists(fs::path(dir_) / id / "1.json"));  // texts outlive their states
   // Bad settings are refused naming the option.
   EXPECT_THROW(ConversationStore(model_, dir_ + "x", 16, 0), Error);
   EXPECT_THROW(ConversationStore(model_, dir_ + "x", 0, 4), Error);

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""The benchmark tables of the docs, made by their commands.
+
+Each table sits in a page between `<!-- bench-table: NAME -->` and `<!-- /bench-table -->`,
+headed by a line naming the CPU, the date, the commit and the exact commands that produced it.
+This script runs a table's commands on this machine and rewrites its block, so re-measuring is
+one command, never hand editing. tests/docs/test_docs.py checks that every block is one of
+these tables and carries its heading.
+
+Run:  /usr/bin/python3 bench/tables.py --list
+      /usr/bin/python3 bench/tables.py sgemm attention generate-small [--build build]
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEADING = re.compile(r"^Measured on (.+), (\d{4}-\d{2}-\d{2}), commit ([0-9a-f]{7,40}): (`.+`)$")
+
+
+def fmt(x, digits=1):
+    return f"{x:,.{digits}f}"
+
+
+def render_sgemm(outputs):
+    (out,) = outputs
+    best = max(r["gflops"] for r in out["results"])
+    rows = ["| setting | kernel | GFLOP/s (median) | of best |", "|---|---|---:|---:|"]
+    for r in out["results"]:
+        setting = r["setting"] + (" (default)" if r["setting"] == "LOGATTN_GEMM=onednn" else "")
+        rows.append(f"| `{setting}` | {r['kernel']} | {fmt(r['gflops'])} | "
+                    f"{100 * r['gflops'] / best:.0f}% |")
+    return rows
+
+
+def render_attention(outputs):
+    (out,) = outputs
+    rows = ["| n | forward tokens/s | GFLOP/s | peak MiB | fwd+bwd tokens/s | peak MiB | "
+            "step us/token | inputs+outputs MiB |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in out:
+        f, b, s = r["forward"], r["forward_backward"], r["step"]
+        rows.append(f"| {r['n']:,} | {fmt(f['tokens_per_s'], 0)} | {f['gflops']:.1f} | "
+                    f"{f['peak_mib']:.1f} | {fmt(b['tokens_per_s'], 0)} | {b['peak_mib']:.1f} | "
+                    f"{s['seconds'] * 1e6:.2f} | {f['io_mib']:.1f} |")
+    return rows
+
+
+def render_generate(outputs):
+    log, twin = ({r["context"]: r for r in out} for out in outputs)
+    rows = ["| context | log-attention ms/token | resident MiB | prompt tokens/s | "
+            "softmax twin ms/token | resident MiB | prompt tokens/s |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in sorted(set(log) | set(twin)):
+        cells = []
+        for side in (log, twin):
+            r = side.get(n)
+            cells += ([f"{r['ms_per_token']:.3f}", f"{r['rss_mib']:.1f}",
+                       fmt(r["prompt_tokens_per_s"], 0)] if r else ["-", "-", "-"])
+        rows.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def render_serve_prefix(outputs):
+    rows = ["| preset | prompt tokens | reuse off | reuse on | faster | one kept prefix | "
+            "float32 KV cache at that length |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in outputs:
+        rows.append(f"| `{r['preset']}` | {r['prompt_tokens']:,} | {fmt(r['off_ms'])} ms | "
+                    f"{fmt(r['on_ms'])} ms | {r['off_ms'] / r['on_ms']:.1f}x | "
+                    f"{r['kept_prefix_bytes'] / 1e6:.3f} MB | {r['kv_cache_bytes'] / 1e6:.1f} MB |")
+    return rows
+
+
+L = "{logattn}"
+PY = "/usr/bin/python3"
+TABLES = {
+    "sgemm": dict(page="docs/benchmarks.md", render=render_sgemm,
+                  cmds=[[L, "bench", "sgemm", "--rounds", "5", "--json"]]),
+    "attention": dict(page="docs/benchmarks.md", render=render_attention,
+                      cmds=[[L, "bench", "attention", "--n", "1024,4096,16384,65536",
+                             "--json"]]),
+    "generate-small": dict(page="docs/generation.md", render=render_generate,
+                           cmds=[[L, "bench", "generate", "--context", "16,256,4096,65536",
+                                  "--tokens", "256", "--json"],
+                                 [L, "bench", "generate", "--attention", "softmax", "--context",
+                                  "16,256,4096,16384", "--tokens", "64", "--json"]]),
+    "serve-prefix": dict(page="docs/serving.md", render=render_serve_prefix,
+                         cmds=[[PY, "bench/serve_prefix.py", "--preset", "small", "--json"],
+                               [PY, "bench/serve_prefix.py", "--preset", "paper", "--rounds",
+                                "5", "--json"]]),
+}
+
+
+def cpu():
+    info = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            info.setdefault(k.strip(), v.strip())
+    flags = set(info.get("flags", "").split())
+    isa = ", ".join(x for x in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if x in flags)
+    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+            f"{info.get('model', '?')}; {isa}), {os.cpu_count()} cores")
+
+
+def shown(cmd):
+    return " ".join("logattn" if c == L else c for c in cmd)
+
+
+def measure(name, build):
+    t = TABLES[name]
+    exe = os.path.join(build, "logattn")
+    outputs = []
+    for cmd in t["cmds"]:
+        argv = [exe if c == L else c for c in cmd]
+        if argv[0] == PY:
+            argv += ["--build", build]
+        r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
+        outputs.append(json.loads(r.stdout))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    heading = (f"Measured on {cpu()}, {datetime.date.today().isoformat()}, commit {commit}: "
+               + "; ".join(f"`{shown(c)}`" for c in t["cmds"]))
+    return [heading, ""] + t["render"](outputs)
+
+
+def write(name, lines):
+    path = os.path.join(ROOT, TABLES[name]["page"])
+    with open(path) as f:
+        text = f.read()
+    begin, end = f"<!-- bench-table: {name} -->", "<!-- /bench-table -->"
+    i = text.find(begin)
+    if i < 0:
+        sys.exit(f"{path} has no {begin} block")
+    j = text.find(end, i)
+    text = text[:i] + begin + "\n" + "\n".join(lines) + "\n" + text[j:]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("tables", nargs="*", help="names (--list shows them)")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    a = ap.parse_args()
+    if a.list or not a.tables:
+        for name, t in TABLES.items():
+            print(f"{name:16} {t['page']:22} " + "; ".join(shown(c) for c in t["cmds"]))
+        return
+    for name in a.tables:
+        if name not in TABLES:
+            sys.exit(f"unknown table '{name}' (--list shows them)")
+    for name in a.tables:
+        lines = measure(name, os.path.abspath(a.build))
+        write(name, lines)
+        print("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
