@@ -30,6 +30,9 @@ PACKAGES = [
     # OpenAI's official client (no dependencies): the server's tests talk to it through it.
     ("openai", "5.23.2",
      "sha512-MQBzmTulj+MM5O8SKEk/gL8a7s5mktS9zUtAkU257WjvobGc9nKcBuVwjyEEcb9SI8a8Y2G/mzn3vm9n1Jlleg=="),
+    # Drives Debian's chromium in the chat page's test (no browser download: no dependencies).
+    ("playwright-core", "1.65.1",
+     "sha512-hqPpz7blSMPxWVdoeE1yiBSzXsKiVOd2k+kjCvmUywD2GPO2Dd9HfcWnq9NN0GHbNZDFgZ9JfBFr+X5/BLo0qw=="),
 ]
 
 

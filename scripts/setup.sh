@@ -22,6 +22,7 @@ packages=(
   curl                                      # a client of the server's tests
   fortunes                                  # the embedded default corpus
   nodejs ca-certificates                    # js-tiktoken (reference ids, baseline); https
+  chromium                                  # the chat page's test, in a real browser
 )
 missing=()
 for p in "${packages[@]}"; do
