@@ -33,16 +33,17 @@ async function main() {
 
   await page.goto(url);
   await settled();
-  // Greedy sampling, 20 tokens.
+  // Seeded sampling, 40 tokens.
   await page.click("summary");
-  await page.fill("#temperature", "0");
-  await page.fill("#max_tokens", "20");
+  await page.fill("#temperature", "0.7");
+  await page.fill("#max_tokens", "40");
+  await page.fill("#seed", "1");
   await click("#new");
   // Shift+Enter is a new line, Enter sends.
-  await page.fill("#input", "All the");
+  await page.fill("#input", "ROMEO:");
   await page.press("#input", "Shift+Enter");
   out.shift_enter_kept = (await page.inputValue("#input")).includes("\n");
-  await say("All the");
+  await say("ROMEO:");
   out.conversation = await page.evaluate(() => localStorage.getItem("logattn.conversation"));
   out.first = (await assistants()).at(-1);
   out.stats = await page.textContent("#stats");
@@ -59,7 +60,7 @@ async function main() {
 
   await click("#edit");
   out.edit_input = await page.inputValue("#input");
-  await say("All");
+  await say("JULIET:");
   out.edited = (await assistants()).at(-1);
 
   // Rename the open conversation (a prompt dialog), delete the first (a confirm dialog).

@@ -60,12 +60,12 @@ class ChatPage(unittest.TestCase):
             conv = post(self.url + "/v1/conversations", {})["id"]
             out = post(self.url + "/v1/chat/completions",
                        {"conversation": conv, "messages": [{"role": "user", "content": text}],
-                        "temperature": 0, "top_p": 1, "max_tokens": 20, "seed": 0})
+                        "temperature": 0.7, "top_p": 1, "max_tokens": 40, "seed": 1})
             with urllib.request.urlopen(urllib.request.Request(
                     self.url + "/v1/conversations/" + conv, method="DELETE"), timeout=60):
                 pass
             return out["choices"][0]["message"]["content"]
-        want_first, want_edited = answer("All the"), answer("All")
+        want_first, want_edited = answer("ROMEO:"), answer("JULIET:")
         out_dir = os.environ.get("LOGATTN_SCREENSHOTS", self.dir)
         r = subprocess.run(["node", os.path.join(HERE, "chat_page.cjs"), self.url + "/",
                             str(self.server.pid), out_dir], capture_output=True, text=True,
@@ -81,7 +81,7 @@ class ChatPage(unittest.TestCase):
         self.assertNotEqual(seen["fork"], seen["conversation"])
         self.assertEqual(seen["fork_messages"], [seen["first"]])
         self.assertEqual(seen["listed"], 2)
-        self.assertEqual(seen["edit_input"], "All the")
+        self.assertEqual(seen["edit_input"], "ROMEO:")
         self.assertEqual(seen["edited"], want_edited)
         self.assertEqual(seen["after_reload"], seen["fork"])
         self.assertEqual(seen["reload_messages"], [seen["edited"]])
