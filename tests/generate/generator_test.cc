@@ -33,6 +33,18 @@ model::Model tiny_model() {
   return m;
 }
 
+// check(model) for the small preset's float32 weights and their bf16 and q8_0 forms.
+template <typename Check>
+void for_every_weight_type(Check check) {
+  model::Model f32(model::ModelConfig::preset("small"));
+  f32.init(5);
+  check(f32);
+  for (const auto type : {ops::WeightType::kBF16, ops::WeightType::kQ8_0}) {
+    model::Model q = model::quantize_model(f32, type);
+    check(q);
+  }
+}
+
 std::vector<int32_t> prompt_tokens(int64_t n) {
   std::mt19937_64 rng(4);
   std::vector<int32_t> t(n);
@@ -132,13 +144,7 @@ TEST(Generator, PromptReadDoesNotDependOnItsSplit) {
       }
     }
   };
-  model::Model f32(model::ModelConfig::preset("small"));
-  f32.init(5);
-  check(f32);
-  for (const auto type : {ops::WeightType::kBF16, ops::WeightType::kQ8_0}) {
-    model::Model q = model::quantize_model(f32, type);
-    check(q);
-  }
+  for_every_weight_type(check);
 }
 
 // Reading with log-probabilities leaves the state and logits a plain read leaves; each token
@@ -256,13 +262,7 @@ TEST(Generator, ASequencesLogitsDoNotDependOnItsBatch) {
       }
     }
   };
-  model::Model f32(model::ModelConfig::preset("small"));
-  f32.init(5);
-  check(f32);
-  for (const auto type : {ops::WeightType::kBF16, ops::WeightType::kQ8_0}) {
-    model::Model q = model::quantize_model(f32, type);
-    check(q);
-  }
+  for_every_weight_type(check);
 }
 
 TEST(Generator, BadStateFilesAndPrompts) {
