@@ -20,6 +20,7 @@
 #include "model/profile.h"
 #include "model/quantize.h"
 #include "ops/matmul.h"
+#include "threading/parallel.h"
 #include "train/adamw.h"
 #include "train/step.h"
 #include "util/checked.h"
@@ -211,6 +212,46 @@ model::Model generate_bench_model(const GenerateBenchConfig& c) {
   return model::quantize_model(m, type);
 }
 
+// Bytes of weights a generation step reads: every matrix in its storage type (the tied head
+// reads the whole embedding), the rest as float32.
+double step_weight_bytes(const model::Model& m) {
+  double bytes = 0;
+  for (const auto& p : m.layout().params()) {
+    double n = 1;
+    for (const int64_t d : p.shape) n *= static_cast<double>(d);
+    const ops::WeightType t = p.matrix ? m.weight_type() : ops::WeightType::kF32;
+    bytes += n * (t == ops::WeightType::kF32    ? 4.0
+                  : t == ops::WeightType::kBF16 ? 2.0
+                                                : 1.0 + 4.0 / ops::kQ8Block);
+  }
+  return bytes;
+}
+
+// The machine's read bandwidth, GB/s: 1 GiB summed by every thread (integer sums, which the
+// compiler vectorises), the best of 3 rounds.
+double read_bandwidth_gbs() {
+  constexpr int64_t kBlock = int64_t{1} << 17;  // uint64 per task: 1 MiB
+  constexpr int64_t kBlocks = 1024;
+  std::vector<uint64_t> buf(static_cast<size_t>(kBlock * kBlocks), 1);
+  std::vector<uint64_t> sums(kBlocks);
+  double best = 0;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = Clock::now();
+    parallel_for(kBlocks, kBlock * kBlocks, [&](int64_t b) {
+      const uint64_t* p = buf.data() + b * kBlock;
+      uint64_t s = 0;
+      for (int64_t i = 0; i < kBlock; ++i) s += p[i];
+      sums[b] = s;
+    });
+    const double t = std::chrono::duration<double>(Clock::now() - t0).count();
+    uint64_t total = 0;
+    for (const uint64_t s : sums) total += s;
+    if (total != static_cast<uint64_t>(kBlock * kBlocks)) throw Error("bench: bandwidth sum");
+    best = std::max(best, static_cast<double>(buf.size() * sizeof(uint64_t)) / t / 1e9);
+  }
+  return best;
+}
+
 std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
   model::Model m = generate_bench_model(c);
   generate::Generator gen(m);
@@ -237,29 +278,40 @@ std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
     rounds.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / 32);
   }
   std::nth_element(rounds.begin(), rounds.begin() + rounds.size() / 2, rounds.end());
+  const double step_s = rounds[rounds.size() / 2];
   return fmt::format(
       "{{\"context\": {}, \"prompt_tokens_per_s\": {:.1f}, \"ms_per_token\": {:.4f}, "
-      "\"rss_mib\": {:.1f}}}",
-      context, static_cast<double>(context) / prompt_s, rounds[rounds.size() / 2] * 1e3,
-      util::resident_bytes() / 1048576.0);
+      "\"rss_mib\": {:.1f}, \"weight_mb\": {:.2f}, \"weight_gb_per_s\": {:.2f}}}",
+      context, static_cast<double>(context) / prompt_s, step_s * 1e3,
+      util::resident_bytes() / 1048576.0, step_weight_bytes(m) / 1e6,
+      step_weight_bytes(m) / step_s / 1e9);
 }
 
 int run_bench_generate(const GenerateBenchConfig& c, const OptionTable& table) {
   if (c.context.empty() || c.tokens < 32)
     throw Error("bench generate: give at least one --context and --tokens of at least 32");
+  // The limit a step's reading of its weights runs into, measured in this run.
+  const double bandwidth = json_number(
+      in_child([] { return fmt::format("{{\"gbs\": {:.3f}}}", read_bandwidth_gbs()); }), "gbs");
   if (!c.json)
-    fmt::print("logattn bench generate\nconfig: {}\n{:>9} {:>16} {:>12} {:>9}\n",
-               table.describe() + " " + machine_config(), "context", "prompt tokens/s", "ms/token",
-               "RSS MiB");
+    fmt::print(
+        "logattn bench generate\nconfig: {}\nmemory bandwidth: {:.1f} GB/s (1 GiB read on every "
+        "thread, best of 3)\n{:>9} {:>16} {:>12} {:>9} {:>10} {:>8} {:>13}\n",
+        table.describe() + " " + machine_config(), bandwidth, "context", "prompt tokens/s",
+        "ms/token", "RSS MiB", "weights MB", "GB/s", "of bandwidth");
   std::fflush(stdout);
   std::string all = "[";
   for (int64_t ctx : c.context) {
     if (ctx < 1) throw Error("bench generate: every --context must be at least 1");
-    const std::string r = in_child([&] { return measure_generate(c, ctx); });
+    std::string r = in_child([&] { return measure_generate(c, ctx); });
+    r.insert(r.rfind('}'), fmt::format(", \"memory_gb_per_s\": {:.3f}", bandwidth));
     all += (all.size() > 1 ? ", " : "") + r;
     if (!c.json) {
-      fmt::print("{:>9} {:>16.1f} {:>12.4f} {:>9.1f}\n", ctx, json_number(r, "prompt_tokens_per_s"),
-                 json_number(r, "ms_per_token"), json_number(r, "rss_mib"));
+      const double gbs = json_number(r, "weight_gb_per_s");
+      fmt::print("{:>9} {:>16.1f} {:>12.4f} {:>9.1f} {:>10.1f} {:>8.1f} {:>12.0f}%\n", ctx,
+                 json_number(r, "prompt_tokens_per_s"), json_number(r, "ms_per_token"),
+                 json_number(r, "rss_mib"), json_number(r, "weight_mb"), gbs,
+                 100 * gbs / bandwidth);
       std::fflush(stdout);
     }
   }

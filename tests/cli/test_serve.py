@@ -532,8 +532,9 @@ class Serve(unittest.TestCase):
         for p in prompts:
             self.turn(short, p)
         self.assertEqual([t["turn"] for t in self.conversation(short)["turns"]], [2, 3])
+        # The states of the last two turns; every turn's text.
         self.assertEqual(sorted(os.listdir(os.path.join(self.conv_dir, short))),
-                         ["2.safetensors", "3.safetensors"])
+                         ["1.json", "2.json", "2.safetensors", "3.json", "3.safetensors"])
         for op in ("rewind", "fork"):
             status, out = curl(url + "/" + short + "/" + op, {"turn": 1})
             self.assertEqual(status, 400, out)

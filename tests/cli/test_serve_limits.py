@@ -222,7 +222,8 @@ class ServeLimits(TinyModelCase):
             f.write("half")
         url = self.start()
         self.assertFalse(os.path.exists(os.path.join(d, "stale.safetensors.tmp.123")))
-        self.assertEqual(os.listdir(os.path.join(d, real)), ["1.safetensors"])
+        self.assertEqual(sorted(os.listdir(os.path.join(d, real))),
+                         ["1.json", "1.safetensors"])  # the turn's state and text
         status, out = curl(url + "/v1/conversations")
         self.assertEqual(status, 200)
         bad_ones = ["link", "garbage", "fifo", "folder", "linkdir", "fifoturn"]
