@@ -161,16 +161,6 @@ struct SgemmConfig {
   bool json = false;
 };
 
-double sgemm_gflops(ops::GemmBackend backend, int64_t n, double min_time) {
-  const auto a = random_tensor(n * n, 1), b = random_tensor(n * n, 2);
-  std::vector<float> out(n * n);
-  const double sec = seconds_per_call(min_time, [&] {
-    ops::gemm_with(backend, false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, out.data(),
-                   n);
-  });
-  return 2.0 * n * n * n / sec / 1e9;
-}
-
 int run_bench_sgemm(const SgemmConfig& c, const OptionTable& table) {
   if (c.size < 1 || c.size > 16384) throw Error("bench sgemm: --size must be in [1, 16384]");
   if (!(c.min_time > 0 && c.min_time <= 60))
@@ -226,6 +216,16 @@ int run_bench_sgemm(const SgemmConfig& c, const OptionTable& table) {
 }
 
 }  // namespace
+
+double sgemm_gflops(ops::GemmBackend backend, int64_t n, double min_time) {
+  const auto a = random_tensor(n * n, 1), b = random_tensor(n * n, 2);
+  std::vector<float> out(n * n);
+  const double sec = seconds_per_call(min_time, [&] {
+    ops::gemm_with(backend, false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, out.data(),
+                   n);
+  });
+  return 2.0 * n * n * n / sec / 1e9;
+}
 
 Runner add_bench_attention_command(CLI::App& bench) {
   auto* cmd =

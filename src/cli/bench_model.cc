@@ -43,6 +43,18 @@ struct TrainBenchConfig {
   bool json = false;
 };
 
+// Model FLOPs of one token's forward: 2 per weight of every matrix (each is a product's; the
+// tied embedding as the head), and log-attention's 4 d_key d_val per head and layer (`bench
+// attention`'s count). A training step is 3 forwards' worth (nanoGPT's and PaLM's model
+// FLOPs utilisation: 6 per weight).
+double forward_flops_per_token(const model::Model& m) {
+  double weights = 0;
+  for (const auto& p : m.layout().params())
+    if (p.matrix) weights += static_cast<double>(p.shape[0]) * static_cast<double>(p.shape[1]);
+  const auto& c = m.config();
+  return 2 * weights + 4.0 * static_cast<double>(c.n_layers * c.n_heads * c.d_key * c.d_val);
+}
+
 nlohmann::json measure_train(const TrainBenchConfig& c) {
   model::ModelConfig mc = model::ModelConfig::preset(c.preset);
   mc.attention = model::parse_attention(c.attention, "bench");
@@ -92,6 +104,7 @@ nlohmann::json measure_train(const TrainBenchConfig& c) {
                       {"seconds_per_step", sec},
                       {"reduce_seconds_per_step", reduce_s / c.steps},
                       {"tokens_per_s", static_cast<double>(B * T * dist.size()) / sec},
+                      {"model_flops_per_token", 3 * forward_flops_per_token(m)},
                       {"peak_mib", util::peak_resident_bytes() / 1048576.0}};
   if (c.profile) {
     nlohmann::json ops = nlohmann::json::array();
@@ -143,10 +156,17 @@ int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
     // in_child turns a measurement's error into an exception. Under mpirun the processes
     // measure in place (a forked child cannot join their MPI job) and rank 0 reports.
     const auto& dist = train::Dist::get();
-    const auto r = dist.size() > 1
-                       ? measure_train(c)
-                       : nlohmann::json::parse(in_child([&] { return measure_train(c).dump(); }));
+    auto r = dist.size() > 1
+                 ? measure_train(c)
+                 : nlohmann::json::parse(in_child([&] { return measure_train(c).dump(); }));
     if (!dist.root()) return 0;
+    if (dist.size() == 1) {
+      // Model FLOPs utilisation, against the matrix-product rate measured in this run.
+      const double sgemm = sgemm_gflops_in_child();
+      r["sgemm_gflops"] = sgemm;
+      r["mfu"] = r.at("model_flops_per_token").get<double>() * r.at("tokens_per_s").get<double>() /
+                 1e9 / sgemm;
+    }
     if (dist.size() > 1 && !c.json)
       fmt::print("{}: step {:.4f} s, of which reducing the gradients {:.4f} s ({:.0f}%){}\n",
                  dist.describe(), r.at("seconds_per_step").get<double>(),
@@ -162,6 +182,14 @@ int run_bench_train(const TrainBenchConfig& c, const OptionTable& table) {
                r.at("seconds_per_step").get<double>(), r.at("tokens_per_s").get<double>(),
                r.at("peak_mib").get<double>(), r.at("parameters").get<int64_t>(),
                r.at("sgemm").get<std::string>());
+    if (r.contains("mfu"))
+      fmt::print(
+          "model FLOPs utilisation {:.1f}%: {:.1f} GFLOP/s of model FLOPs (6 per matrix weight, "
+          "and the attention's, per token) against sgemm's {:.1f} GFLOP/s measured in this run "
+          "(1024^3)\n",
+          100 * r.at("mfu").get<double>(),
+          r.at("model_flops_per_token").get<double>() * r.at("tokens_per_s").get<double>() / 1e9,
+          r.at("sgemm_gflops").get<double>());
     if (c.profile) print_profile(r);
     return 0;
   }
@@ -281,35 +309,42 @@ std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
   const double step_s = rounds[rounds.size() / 2];
   return fmt::format(
       "{{\"context\": {}, \"prompt_tokens_per_s\": {:.1f}, \"ms_per_token\": {:.4f}, "
-      "\"rss_mib\": {:.1f}, \"weight_mb\": {:.2f}, \"weight_gb_per_s\": {:.2f}}}",
+      "\"rss_mib\": {:.1f}, \"weight_mb\": {:.2f}, \"weight_gb_per_s\": {:.2f}, "
+      "\"prompt_gflops\": {:.2f}}}",
       context, static_cast<double>(context) / prompt_s, step_s * 1e3,
       util::resident_bytes() / 1048576.0, step_weight_bytes(m) / 1e6,
-      step_weight_bytes(m) / step_s / 1e9);
+      step_weight_bytes(m) / step_s / 1e9,
+      forward_flops_per_token(m) * static_cast<double>(context) / prompt_s / 1e9);
 }
 
 int run_bench_generate(const GenerateBenchConfig& c, const OptionTable& table) {
   if (c.context.empty() || c.tokens < 32)
     throw Error("bench generate: give at least one --context and --tokens of at least 32");
   // The limit a step's reading of its weights runs into, measured in this run.
+  // And the one a prompt's products run into.
   const double bandwidth = json_number(
       in_child([] { return fmt::format("{{\"gbs\": {:.3f}}}", read_bandwidth_gbs()); }), "gbs");
+  const double sgemm = sgemm_gflops_in_child();
   if (!c.json)
     fmt::print(
         "logattn bench generate\nconfig: {}\nmemory bandwidth: {:.1f} GB/s (1 GiB read on every "
-        "thread, best of 3)\n{:>9} {:>16} {:>12} {:>9} {:>10} {:>8} {:>13}\n",
-        table.describe() + " " + machine_config(), bandwidth, "context", "prompt tokens/s",
-        "ms/token", "RSS MiB", "weights MB", "GB/s", "of bandwidth");
+        "thread, best of 3); sgemm {:.1f} GFLOP/s (1024^3)\n"
+        "{:>9} {:>16} {:>9} {:>12} {:>9} {:>10} {:>8} {:>13}\n",
+        table.describe() + " " + machine_config(), bandwidth, sgemm, "context", "prompt tokens/s",
+        "of sgemm", "ms/token", "RSS MiB", "weights MB", "GB/s", "of bandwidth");
   std::fflush(stdout);
   std::string all = "[";
   for (int64_t ctx : c.context) {
     if (ctx < 1) throw Error("bench generate: every --context must be at least 1");
     std::string r = in_child([&] { return measure_generate(c, ctx); });
-    r.insert(r.rfind('}'), fmt::format(", \"memory_gb_per_s\": {:.3f}", bandwidth));
+    r.insert(r.rfind('}'), fmt::format(", \"memory_gb_per_s\": {:.3f}, \"sgemm_gflops\": {:.3f}",
+                                       bandwidth, sgemm));
     all += (all.size() > 1 ? ", " : "") + r;
     if (!c.json) {
       const double gbs = json_number(r, "weight_gb_per_s");
-      fmt::print("{:>9} {:>16.1f} {:>12.4f} {:>9.1f} {:>10.1f} {:>8.1f} {:>12.0f}%\n", ctx,
-                 json_number(r, "prompt_tokens_per_s"), json_number(r, "ms_per_token"),
+      fmt::print("{:>9} {:>16.1f} {:>8.0f}% {:>12.4f} {:>9.1f} {:>10.1f} {:>8.1f} {:>12.0f}%\n",
+                 ctx, json_number(r, "prompt_tokens_per_s"),
+                 100 * json_number(r, "prompt_gflops") / sgemm, json_number(r, "ms_per_token"),
                  json_number(r, "rss_mib"), json_number(r, "weight_mb"), gbs,
                  100 * gbs / bandwidth);
       std::fflush(stdout);

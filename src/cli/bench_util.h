@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "ops/matmul.h"
+
 namespace logattn::cli {
 
 using Clock = std::chrono::steady_clock;
@@ -143,6 +145,18 @@ inline double json_number(const std::string& record, const char* key) {
   const std::string k = std::string("\"") + key + "\": ";
   const auto p = record.find(k);
   return p == std::string::npos ? 0.0 : std::stod(record.substr(p + k.size()));
+}
+
+// GFLOP/s of an n x n x n matrix product through backend (bench.cc), repeated for min_time.
+double sgemm_gflops(ops::GemmBackend backend, int64_t n, double min_time);
+
+// The same in a child process, through the default backend, 1024^3, for half a second: the
+// matrix-product rate a benchmark's model FLOPs are compared with, measured in the same run.
+inline double sgemm_gflops_in_child() {
+  const std::string r = in_child([] {
+    return fmt::format("{{\"gflops\": {:.3f}}}", sgemm_gflops(ops::gemm_backend(), 1024, 0.5));
+  });
+  return json_number(r, "gflops");
 }
 
 }  // namespace logattn::cli
