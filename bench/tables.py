@@ -74,11 +74,49 @@ def render_serve_prefix(outputs):
     return rows
 
 
+def render_train_compare(outputs):
+    rows = ["| preset, batch x context | setting | kernel | tokens/s (median) | of best |",
+            "|---|---|---|---:|---:|"]
+    for out, shape in zip(outputs, ("`small`, 16 x 128", "`small`, 8 x 256", "`paper`, 1 x 512")):
+        best = max(r["tokens_per_s"] for r in out["results"])
+        for r in out["results"]:
+            setting = r["setting"] + (" (default)" if r["setting"] == "LOGATTN_GEMM=onednn" else "")
+            rows.append(f"| {shape} | `{setting}` | {r['kernel']} | {fmt(r['tokens_per_s'])} | "
+                        f"{100 * r['tokens_per_s'] / best:.0f}% |")
+    return rows
+
+
+def render_train_profile(outputs):
+    (r,) = outputs
+    step = r["seconds_per_step"]
+    rows = [f"A step of {step:.3f} s, {fmt(r['tokens_per_s'], 0)} tokens/s, model FLOPs "
+            f"utilisation {100 * r['mfu']:.1f}% (sgemm {r['sgemm_gflops']:.1f} GFLOP/s in the same "
+            f"run):", "",
+            "| operation | kernel | forward ms | backward ms | share |", "|---|---|---:|---:|---:|"]
+    total = 0
+    for op in r["profile"]:
+        f, b = op["forward_s"], op["backward_s"]
+        total += f + b
+        rows.append(f"| {op['op']} | {op['kernel']} | {f * 1e3:.1f} | {b * 1e3:.1f} | "
+                    f"{100 * (f + b) / step:.1f}% |")
+    rows.append(f"| (not in an operation above) | | | {(step - total) * 1e3:.1f} | "
+                f"{100 * (step - total) / step:.1f}% |")
+    return rows
+
+
 L = "{logattn}"
 PY = "/usr/bin/python3"
 TABLES = {
     "sgemm": dict(page="docs/benchmarks.md", render=render_sgemm,
                   cmds=[[L, "bench", "sgemm", "--rounds", "5", "--json"]]),
+    "train-compare": dict(page="docs/benchmarks.md", render=render_train_compare,
+                          cmds=[[L, "bench", "train", "--compare", "--json"],
+                                [L, "bench", "train", "--compare", "--batch", "8", "--context",
+                                 "256", "--json"],
+                                [L, "bench", "train", "--compare", "--preset", "paper",
+                                 "--batch", "1", "--context", "512", "--steps", "2", "--json"]]),
+    "train-profile": dict(page="docs/benchmarks.md", render=render_train_profile,
+                          cmds=[[L, "bench", "train", "--profile", "--json"]]),
     "attention": dict(page="docs/benchmarks.md", render=render_attention,
                       cmds=[[L, "bench", "attention", "--n", "1024,4096,16384,65536",
                              "--json"]]),
