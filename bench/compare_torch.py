@@ -3,7 +3,7 @@
 (logcumsumexp over [n, d_key, d_val], as the paper's reference code computes it) and against
 this machine's sgemm rate (the matrix-product backend the process uses). Prints a table of ratios.
 
-Run:  /usr/bin/python3 bench/compare_torch.py [--build build] [--quick]
+Run:  /usr/bin/python3 bench/compare_torch.py [--build build] [--json]
 Needs Debian's python3-torch (scripts/setup.sh installs it). Each measurement runs in a
 process of its own so that its peak memory (ru_maxrss) is its own.
 """
@@ -73,6 +73,7 @@ def main():
     ap.add_argument("--forward-n", default="1024,2048,8192")
     ap.add_argument("--backward-n", default="1024,2048")
     ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     H, dk, dv = args.heads, args.dk, args.dv
     fwd_n = [int(x) for x in args.forward_n.split(",")]
@@ -86,25 +87,37 @@ def main():
     backend = "openblas" if os.environ.get("LOGATTN_GEMM") == "openblas" else "onednn"
     sgemm = logattn(args.build, "bench", "sgemm", "--backend", backend, "--rounds", "1")
     sgemm["gflops"] = sgemm["results"][0]["gflops"]
-    print(f"B=1 H={H} dk={dk} dv={dv}; PyTorch {__import__('torch').__version__} on 2 threads; "
-          f"sgemm ({sgemm['sgemm']}) {sgemm['gflops']:.1f} GFLOP/s on {sgemm['threads']} threads")
-    print(f"{'n':>6} {'pass':>8} {'PyTorch tok/s':>14} {'PyT MiB':>8} {'logattn log-v tok/s':>20} "
-          f"{'ratio':>7} {'MiB':>7} {'signed tok/s':>13} {'ratio':>7} {'of sgemm':>8}")
+    torch_version = __import__("torch").__version__
+    rows = []
     # "of sgemm": the forward's 4 n dk dv FLOPs per head against the sgemm rate.
     for mode, ns, key in (("forward", fwd_n, "forward"), ("backward", bwd_n, "forward_backward")):
         for n in ns:
             ref = torch_measure(mode, 1, H, n, dk, dv, args.min_time)
             ol, os_ = ours_log[n][key], ours_signed[n][key]
-            if "error" in ref:
-                print(f"{n:>6} {mode:>8} PyTorch failed: {ref['error']}")
-                continue
-            print(f"{n:>6} {'fwd' if mode == 'forward' else 'fwd+bwd':>8} "
-                  f"{ref['tokens_per_s']:>14.0f} {ref['peak_mib']:>8.0f} "
-                  f"{ol['tokens_per_s']:>20.0f} {ol['tokens_per_s'] / ref['tokens_per_s']:>6.0f}x "
-                  f"{ol['peak_mib']:>7.0f} {os_['tokens_per_s']:>13.0f} "
-                  f"{os_['tokens_per_s'] / ref['tokens_per_s']:>6.0f}x "
-                  + (f"{os_['gflops'] / sgemm['gflops']:>7.1%}" if mode == "forward" else
-                     f"{'-':>8}"))
+            rows.append({"n": n, "pass": "forward" if mode == "forward" else "fwd+bwd",
+                         "torch": ref, "log_values": ol, "signed": os_,
+                         "of_sgemm": os_["gflops"] / sgemm["gflops"] if mode == "forward"
+                         else None})
+    if args.json:
+        print(json.dumps({"heads": H, "dk": dk, "dv": dv, "torch_version": torch_version,
+                          "sgemm": sgemm["sgemm"], "sgemm_gflops": sgemm["gflops"],
+                          "threads": sgemm["threads"], "rows": rows}))
+        return
+    print(f"B=1 H={H} dk={dk} dv={dv}; PyTorch {torch_version} on 2 threads; "
+          f"sgemm ({sgemm['sgemm']}) {sgemm['gflops']:.1f} GFLOP/s on {sgemm['threads']} threads")
+    print(f"{'n':>6} {'pass':>8} {'PyTorch tok/s':>14} {'PyT MiB':>8} {'logattn log-v tok/s':>20} "
+          f"{'ratio':>7} {'MiB':>7} {'signed tok/s':>13} {'ratio':>7} {'of sgemm':>8}")
+    for r in rows:
+        ref, ol, os_ = r["torch"], r["log_values"], r["signed"]
+        if "error" in ref:
+            print(f"{r['n']:>6} {r['pass']:>8} PyTorch failed: {ref['error']}")
+            continue
+        print(f"{r['n']:>6} {r['pass']:>8} "
+              f"{ref['tokens_per_s']:>14.0f} {ref['peak_mib']:>8.0f} "
+              f"{ol['tokens_per_s']:>20.0f} {ol['tokens_per_s'] / ref['tokens_per_s']:>6.0f}x "
+              f"{ol['peak_mib']:>7.0f} {os_['tokens_per_s']:>13.0f} "
+              f"{os_['tokens_per_s'] / ref['tokens_per_s']:>6.0f}x "
+              + (f"{r['of_sgemm']:>7.1%}" if r["of_sgemm"] is not None else f"{'-':>8}"))
 
 
 if __name__ == "__main__":

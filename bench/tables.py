@@ -104,6 +104,28 @@ def render_train_profile(outputs):
     return rows
 
 
+def render_compare_torch(outputs):
+    (out,) = outputs
+    rows = [f"PyTorch {out['torch_version']} on 2 threads; sgemm {out['sgemm']} at "
+            f"{out['sgemm_gflops']:.1f} GFLOP/s; B = 1, H = {out['heads']}, d_key = {out['dk']}, "
+            f"d_val = {out['dv']}:", "",
+            "| n | pass | PyTorch tokens/s | PyTorch peak MiB | logattn log-values tokens/s | "
+            "ratio | logattn peak MiB | logattn signed tokens/s | ratio | of sgemm |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in out["rows"]:
+        t, lv, sv = r["torch"], r["log_values"], r["signed"]
+        if "error" in t:
+            rows.append(f"| {r['n']:,} | {r['pass']} | failed: {t['error']} | | | | | | | |")
+            continue
+        of = f"{100 * r['of_sgemm']:.1f}%" if r["of_sgemm"] is not None else "-"
+        rows.append(f"| {r['n']:,} | {r['pass']} | {fmt(t['tokens_per_s'], 0)} | "
+                    f"{t['peak_mib']:.0f} | {fmt(lv['tokens_per_s'], 0)} | "
+                    f"{lv['tokens_per_s'] / t['tokens_per_s']:.0f}x | {lv['peak_mib']:.0f} | "
+                    f"{fmt(sv['tokens_per_s'], 0)} | {sv['tokens_per_s'] / t['tokens_per_s']:.0f}x | "
+                    f"{of} |")
+    return rows
+
+
 L = "{logattn}"
 PY = "/usr/bin/python3"
 TABLES = {
@@ -117,6 +139,8 @@ TABLES = {
                                  "--batch", "1", "--context", "512", "--steps", "2", "--json"]]),
     "train-profile": dict(page="docs/benchmarks.md", render=render_train_profile,
                           cmds=[[L, "bench", "train", "--profile", "--json"]]),
+    "compare-torch": dict(page="docs/benchmarks.md", render=render_compare_torch,
+                          cmds=[[PY, "bench/compare_torch.py", "--json"]]),
     "attention": dict(page="docs/benchmarks.md", render=render_attention,
                       cmds=[[L, "bench", "attention", "--n", "1024,4096,16384,65536",
                              "--json"]]),
