@@ -15,6 +15,7 @@
 #include "cli/progress.h"
 #include "generate/generator.h"
 #include "generate/sample.h"
+#include "io/json.h"
 #include "logattn/error.h"
 #include "model/checkpoint.h"
 #include "tokenizer/tokenizer.h"
@@ -145,7 +146,7 @@ void print_per_token(model::Model& m, const train::TokenFile& tokens, const std:
                               {"tokens", ids},
                               {"token_logprobs", lp},
                               {"loss", scored > 0 ? sum / static_cast<double>(scored) : 0.0}};
-  fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  fmt::print("{}\n", io::dump_json(out));
 }
 
 int run_eval(const EvalConfig& e, const OptionTable& table) {
@@ -196,7 +197,7 @@ int run_eval(const EvalConfig& e, const OptionTable& table) {
   if (e.json) {
     // The path through the JSON library: quotes or backslashes in it stay valid JSON.
     const nlohmann::json out = {{"model", e.model}, {"tokens", n}, {"context", T}, {"loss", loss}};
-    fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    fmt::print("{}\n", io::dump_json(out));
   } else {
     fmt::print(
         "config: {}\n{}: mean cross-entropy {:.4f} nats/token ({:.4f} bits) over {} tokens, "

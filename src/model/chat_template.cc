@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/files.h"
+#include "io/json.h"
 #include "logattn/error.h"
 
 namespace logattn::model {
@@ -90,7 +91,7 @@ std::string ChatTemplate::to_json() const {
                             {"assistant", assistant},
                             {"generation_prompt", generation_prompt},
                             {"stop", stop}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return io::dump_json(j);
 }
 
 const std::string& ChatTemplate::of(ChatRole role) const {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "logattn/error.h"
 #include "util/checked.h"
@@ -80,10 +81,6 @@ std::string read_title(const std::string& folder) {
   return j.is_object() && j.contains("title") && j["title"].is_string()
              ? j["title"].get<std::string>().substr(0, ConversationStore::kMaxTitle)
              : std::string();
-}
-
-std::string dump(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 bool ends_with(const std::string& s, const std::string& x) {
@@ -288,7 +285,8 @@ ConversationStore::Result ConversationStore::set_title(const std::string& id,
     c->busy = true;
   }
   try {
-    io::write_file_atomic((fs::path(folder(id)) / "title.json").string(), dump({{"title", title}}));
+    io::write_file_atomic((fs::path(folder(id)) / "title.json").string(),
+                          io::dump_json({{"title", title}}));
   } catch (...) {
     release(id);
     throw;
@@ -476,7 +474,8 @@ void ConversationStore::commit(const std::string& id, const std::string& user,
   const int64_t turn = c->turn() + 1;
   try {
     // The text first; the state's rename makes the turn count.
-    io::write_file_atomic(text_path(id, turn), dump({{"user", user}, {"assistant", assistant}}));
+    io::write_file_atomic(text_path(id, turn),
+                          io::dump_json({{"user", user}, {"assistant", assistant}}));
     c->gen->save(turn_path(id, turn));
   } catch (...) {
     release(id);

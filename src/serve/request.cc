@@ -4,6 +4,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "io/json.h"
 #include "logattn/error.h"
 
 namespace logattn::serve {
@@ -150,7 +151,7 @@ model::ChatMessage message(const json& m, size_t i) {
 
 std::string error_json(const std::string& message, const std::string& type) {
   const json j = {{"error", {{"message", message}, {"type", type}, {"code", nullptr}}}};
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return io::dump_json(j);
 }
 
 const char* error_type(int status) {
@@ -296,11 +297,6 @@ json logprobs_json(Api api, const std::vector<LogprobEntry>& entries, size_t tex
           {"text_offset", std::move(offsets)}};
 }
 
-// Invalid UTF-8 (a token cut inside a character) becomes U+FFFD.
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 }  // namespace
 
 std::string response_json(const ResponseHead& h, const std::vector<Choice>& choices,
@@ -322,7 +318,7 @@ std::string response_json(const ResponseHead& h, const std::vector<Choice>& choi
   }
   out["choices"] = std::move(list);
   out["usage"] = usage_json(usage);
-  return dump(out);
+  return io::dump_json(out);
 }
 
 std::string chunk_json(const ResponseHead& h, size_t index, const std::string& text,
@@ -343,14 +339,14 @@ std::string chunk_json(const ResponseHead& h, size_t index, const std::string& t
     choice["text"] = text;
   }
   out["choices"] = json::array({std::move(choice)});
-  return dump(out);
+  return io::dump_json(out);
 }
 
 std::string usage_chunk_json(const ResponseHead& h, const Usage& usage) {
   json out = head_json(h, h.api == Api::kChat ? "chat.completion.chunk" : "text_completion");
   out["choices"] = json::array();
   out["usage"] = usage_json(usage);
-  return dump(out);
+  return io::dump_json(out);
 }
 
 namespace {
@@ -375,22 +371,20 @@ std::string conversation_json(const ConversationInfo& c, int64_t state_bytes,
   json j = conversation_object(c);
   j["state_bytes"] = state_bytes;
   j["kv_cache_bytes"] = c.tokens >= 0 ? json(c.tokens * kv_bytes_per_token) : json(nullptr);
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return io::dump_json(j);
 }
 
 std::string conversation_list_json(const std::vector<ConversationInfo>& list) {
   json data = json::array();
   for (const auto& c : list) data.push_back(conversation_object(c));
-  return json({{"object", "list"}, {"data", data}})
-      .dump(-1, ' ', false, json::error_handler_t::replace);
+  return io::dump_json({{"object", "list"}, {"data", data}});
 }
 
 std::string turn_texts_json(const std::vector<ConversationStore::TurnText>& texts) {
   json data = json::array();
   for (const auto& t : texts)
     data.push_back({{"turn", t.turn}, {"user", t.user}, {"assistant", t.assistant}});
-  return json({{"object", "list"}, {"data", data}})
-      .dump(-1, ' ', false, json::error_handler_t::replace);
+  return io::dump_json({{"object", "list"}, {"data", data}});
 }
 
 std::string parse_title(const std::string& body) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "chat_page.h"
+#include "io/json.h"
 #include "logattn/error.h"
 #include "serve/http.h"
 #include "serve/request.h"
@@ -18,11 +19,6 @@ namespace logattn::serve {
 namespace {
 
 using json = nlohmann::json;
-
-// Invalid UTF-8 (a client's bytes, or a token cut inside a character) becomes U+FFFD.
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 void send_error(httplib::Response& res, int status, const std::string& message,
                 const char* type = nullptr) {
@@ -316,11 +312,11 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
     res.set_content(R"({"status":"ok"})", "application/json");
   });
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(dump({{"object", "list"},
-                          {"data", json::array({{{"id", cfg.model_name},
-                                                 {"object", "model"},
-                                                 {"created", 0},
-                                                 {"owned_by", "logattn"}}})}}),
+    res.set_content(io::dump_json({{"object", "list"},
+                                   {"data", json::array({{{"id", cfg.model_name},
+                                                          {"object", "model"},
+                                                          {"created", 0},
+                                                          {"owned_by", "logattn"}}})}}),
                     "application/json");
   });
   // The chat page (src/serve/web/chat.html, compiled in).
@@ -396,16 +392,17 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
     conversation_call(res, id,
                       [&](ConversationStore& store) { send_conversation(res, store, id); });
   });
-  svr.Delete(R"(/v1/conversations/([^/]+))", [conversation_call, result_error](
-                                                 const httplib::Request& req,
-                                                 httplib::Response& res) {
-    const std::string id = req.matches[1];
-    conversation_call(res, id, [&](ConversationStore& store) {
-      if (result_error(res, store.remove(id), id, 0))
-        res.set_content(dump({{"id", id}, {"object", "conversation.deleted"}, {"deleted", true}}),
-                        "application/json");
-    });
-  });
+  svr.Delete(
+      R"(/v1/conversations/([^/]+))",
+      [conversation_call, result_error](const httplib::Request& req, httplib::Response& res) {
+        const std::string id = req.matches[1];
+        conversation_call(res, id, [&](ConversationStore& store) {
+          if (result_error(res, store.remove(id), id, 0))
+            res.set_content(
+                io::dump_json({{"id", id}, {"object", "conversation.deleted"}, {"deleted", true}}),
+                "application/json");
+        });
+      });
   // Each turn's text, for a page that shows the conversation.
   svr.Get(R"(/v1/conversations/([^/]+)/messages)",
           [conversation_call](const httplib::Request& req, httplib::Response& res) {
