@@ -55,8 +55,8 @@ auto read_turn_file(const std::string& id, const std::string& path, F read) {
 
 // "<turn><ext>" -> turn; 0 for any other name.
 int64_t turn_of(const std::string& name, const std::string& ext = ".safetensors") {
-  if (name.size() <= ext.size() || name.size() > ext.size() + 13 ||
-      name.compare(name.size() - ext.size(), ext.size(), ext) != 0 || name[0] == '0')
+  if (name.size() <= ext.size() || name.size() > ext.size() + 13 || !name.ends_with(ext) ||
+      name[0] == '0')
     return 0;
   int64_t t = 0;
   for (size_t i = 0; i + ext.size() < name.size(); ++i) {
@@ -81,10 +81,6 @@ std::string read_title(const std::string& folder) {
   return j.is_object() && j.contains("title") && j["title"].is_string()
              ? j["title"].get<std::string>().substr(0, ConversationStore::kMaxTitle)
              : std::string();
-}
-
-bool ends_with(const std::string& s, const std::string& x) {
-  return s.size() > x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
 }
 
 }  // namespace
@@ -135,7 +131,7 @@ void ConversationStore::scan() {
   for (const auto& e : fs::directory_iterator(dir_)) {
     const std::string name = e.path().filename().string();
     for (const std::string ext : {".safetensors", ".empty"}) {
-      if (!ends_with(name, ext) || !valid_id(name.substr(0, name.size() - ext.size()))) continue;
+      if (!name.ends_with(ext) || !valid_id(name.substr(0, name.size() - ext.size()))) continue;
       const std::string id = name.substr(0, name.size() - ext.size());
       std::error_code ec;
       if (kind_of(folder(id)) == Kind::kNone) fs::create_directory(folder(id), ec);
@@ -152,8 +148,12 @@ void ConversationStore::scan() {
     Conversation& c = conversations_[id];
     if (kind_of(folder(id)) != Kind::kFolder) continue;  // listed; refused when used
     io::remove_stale_temporaries(folder(id));
-    for (const auto& f : fs::directory_iterator(folder(id)))
-      if (const int64_t t = turn_of(f.path().filename().string()); t > 0) c.turns.push_back({t});
+    std::vector<int64_t> texts;
+    for (const auto& f : fs::directory_iterator(folder(id))) {
+      const std::string name = f.path().filename().string();
+      if (const int64_t t = turn_of(name); t > 0) c.turns.push_back({t});
+      if (const int64_t t = turn_of(name, ".json"); t > 0) texts.push_back(t);
+    }
     std::sort(c.turns.begin(), c.turns.end(),
               [](const TurnInfo& a, const TurnInfo& b) { return a.turn < b.turn; });
     // More than kept: a kill came between writing a turn and removing the oldest.
@@ -163,10 +163,10 @@ void ConversationStore::scan() {
       c.turns.erase(c.turns.begin());
     }
     // A turn's text past the latest state: a kill came between writing it and the state.
-    for (const auto& f : fs::directory_iterator(folder(id)))
-      if (const int64_t t = turn_of(f.path().filename().string(), ".json"); t > c.turn()) {
+    for (const int64_t t : texts)
+      if (t > c.turn()) {
         std::error_code ec;
-        fs::remove(f.path(), ec);
+        fs::remove(text_path(id, t), ec);
       }
     c.title = read_title(folder(id));
   }
@@ -214,14 +214,20 @@ ConversationInfo ConversationStore::info_of(const std::string& id, const Convers
   return info;
 }
 
+ConversationStore::Conversation* ConversationStore::find_locked(const std::string& id) {
+  const auto it = conversations_.find(id);
+  if (it == conversations_.end()) return nullptr;
+  if (kind_of(folder(id)) != Kind::kFolder) throw damaged(id, folder(id) + " is not a folder");
+  return &it->second;
+}
+
 std::optional<ConversationInfo> ConversationStore::info(const std::string& id) {
   std::vector<int64_t> unknown;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = conversations_.find(id);
-    if (it == conversations_.end()) return std::nullopt;
-    if (kind_of(folder(id)) != Kind::kFolder) throw damaged(id, folder(id) + " is not a folder");
-    for (const auto& t : it->second.turns)
+    const Conversation* c = find_locked(id);
+    if (!c) return std::nullopt;
+    for (const auto& t : c->turns)
       if (t.tokens < 0) unknown.push_back(t.turn);
   }
   // Read without holding the store (files are replaced whole by a rename, never seen
@@ -256,10 +262,9 @@ std::optional<std::vector<ConversationStore::TurnText>> ConversationStore::texts
   int64_t latest;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = conversations_.find(id);
-    if (it == conversations_.end()) return std::nullopt;
-    if (kind_of(folder(id)) != Kind::kFolder) throw damaged(id, folder(id) + " is not a folder");
-    latest = it->second.turn();
+    const Conversation* c = find_locked(id);
+    if (!c) return std::nullopt;
+    latest = c->turn();
   }
   std::vector<TurnText> out;
   for (int64_t t = 1; t <= latest; ++t) {
@@ -324,11 +329,10 @@ ConversationStore::Result ConversationStore::remove(const std::string& id) {
 }
 
 ConversationStore::Result ConversationStore::changeable(const std::string& id, Conversation*& c) {
-  const auto it = conversations_.find(id);
-  if (it == conversations_.end()) return Result::kUnknown;
-  if (kind_of(folder(id)) != Kind::kFolder) throw damaged(id, folder(id) + " is not a folder");
-  if (it->second.busy) return Result::kBusy;
-  c = &it->second;
+  Conversation* found = find_locked(id);
+  if (!found) return Result::kUnknown;
+  if (found->busy) return Result::kBusy;
+  c = found;
   return Result::kDone;
 }
 
@@ -430,17 +434,17 @@ ConversationStore::Result ConversationStore::rewind(const std::string& id, int64
 
 ConversationStore::Result ConversationStore::acquire(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
-  const auto it = conversations_.find(id);
-  if (it == conversations_.end()) return Result::kUnknown;
-  if (it->second.busy) return Result::kBusy;
-  if (kind_of(folder(id)) != Kind::kFolder) throw damaged(id, folder(id) + " is not a folder");
-  it->second.busy = true;
-  return Result::kDone;
+  Conversation* c = nullptr;
+  const Result r = changeable(id, c);
+  if (r == Result::kDone) c->busy = true;
+  return r;
 }
 
-bool ConversationStore::holds_no_text(const std::string& id) const {
+std::optional<bool> ConversationStore::holds_no_text(const std::string& id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return conversations_.at(id).turns.empty();
+  const auto it = conversations_.find(id);
+  if (it == conversations_.end()) return std::nullopt;
+  return it->second.turns.empty();
 }
 
 generate::Generator& ConversationStore::generator(const std::string& id) {

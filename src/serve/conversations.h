@@ -83,8 +83,8 @@ class ConversationStore {
   // (still releasing) when it cannot be written.
   void commit(const std::string& id, const std::string& user, const std::string& assistant);
   void release(const std::string& id);
-  // Whether the conversation holds no text (it must exist).
-  bool holds_no_text(const std::string& id) const;
+  // Whether the conversation holds no text; nullopt: no such conversation.
+  std::optional<bool> holds_no_text(const std::string& id) const;
 
   int64_t count() const;
   int64_t in_memory() const;
@@ -108,8 +108,10 @@ class ConversationStore {
                                    [&](const TurnInfo& k) { return k.turn == t; });
     }
   };
-  // Under mu_: the conversation that a fork or rewind may change now, or why not (a
-  // damaged one throws).
+  // Under mu_: the conversation (nullptr: unknown); a damaged one throws.
+  Conversation* find_locked(const std::string& id);
+  // Under mu_: the conversation that a request, fork, rewind or rename may take now, or why
+  // not (a damaged one throws).
   Result changeable(const std::string& id, Conversation*& c);
   std::string folder(const std::string& id) const;
   std::string turn_path(const std::string& id, int64_t turn) const;

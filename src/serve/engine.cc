@@ -101,13 +101,11 @@ std::shared_ptr<Stream> Engine::submit(Request r) {
   if (!r.conversation.empty()) {
     if (!store_)
       throw Error("conversations need a folder: start the server with --conversations DIR");
-    const auto info = store_->list();
-    const auto it = std::find_if(info.begin(), info.end(),
-                                 [&](const ConversationInfo& c) { return c.id == r.conversation; });
-    if (it == info.end())
+    const std::optional<bool> empty = store_->holds_no_text(r.conversation);
+    if (!empty)
       throw Error("unknown conversation '" + r.conversation +
                   "' (create one with POST /v1/conversations)");
-    if (r.prompt.empty() && it->turn == 0)
+    if (r.prompt.empty() && *empty)
       throw Error("the conversation '" + r.conversation + "' holds no text yet: give a prompt");
   } else if (r.prompt.empty()) {
     throw Error("the prompt is empty");

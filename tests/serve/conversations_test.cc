@@ -50,7 +50,7 @@ class Conversations : public ::testing::Test {
 TEST_F(Conversations, TurnsRewindAndFork) {
   ConversationStore store(model_, dir_, 16, 3);
   const std::string id = store.create();
-  EXPECT_TRUE(store.holds_no_text(id));
+  EXPECT_EQ(store.holds_no_text(id), true);
   for (int n : {5, 7, 11}) turn(store, id, n);
   EXPECT_EQ(turns(store, id), (std::vector<int64_t>{5, 12, 23}));
   EXPECT_EQ(store.info(id)->turn, 3);
@@ -87,7 +87,7 @@ TEST_F(Conversations, TurnsRewindAndFork) {
   EXPECT_EQ(store.texts(c)->size(), 3u);
   EXPECT_EQ(store.info(c)->title, "about \"quotes\" \xc3\xa9");
   EXPECT_EQ(store.rewind(id, 0), Result::kDone);
-  EXPECT_TRUE(store.holds_no_text(id));
+  EXPECT_EQ(store.holds_no_text(id), true);
   EXPECT_TRUE(store.texts(id)->empty());
   EXPECT_EQ(std::distance(fs::directory_iterator(fs::path(dir_) / id), fs::directory_iterator()),
             1);  // the title alone
@@ -95,6 +95,7 @@ TEST_F(Conversations, TurnsRewindAndFork) {
   EXPECT_EQ(store.rewind("nope", 0), Result::kUnknown);
   EXPECT_EQ(store.fork("nope", -1, a), Result::kUnknown);
   EXPECT_EQ(store.remove("nope"), Result::kUnknown);
+  EXPECT_FALSE(store.holds_no_text("nope").has_value());
   ASSERT_EQ(store.acquire(b), Result::kDone);
   EXPECT_EQ(store.acquire(b), Result::kBusy);
   EXPECT_EQ(store.rewind(b, 1), Result::kBusy);
@@ -126,7 +127,7 @@ TEST_F(Conversations, AFolderReadBackAndTheOldLayoutMovedIn) {
   EXPECT_EQ(store.info(id)->title, "");
   EXPECT_EQ(store.info("old")->turn, 1);
   EXPECT_EQ(store.info("old")->tokens, 7);
-  EXPECT_TRUE(store.holds_no_text("new"));
+  EXPECT_EQ(store.holds_no_text("new"), true);
   EXPECT_FALSE(fs::exists(fs::path(dir_) / "old.safetensors"));
   EXPECT_FALSE(fs::exists(fs::path(dir_) / "new.empty"));
   EXPECT_FALSE(fs::exists(fs::path(dir_) / id / "3.safetensors.tmp.77"));
