@@ -45,7 +45,14 @@ class Generator {
   struct Snapshot {
     model::ModelState state;
     std::vector<float> logits;
+    int64_t bytes() const {
+      return state.bytes() + static_cast<int64_t>(logits.size() * sizeof(float));
+    }
   };
+  // Bytes of one sequence's snapshot of model (the same at any length of text).
+  static int64_t snapshot_bytes(const model::Model& model) {
+    return Snapshot{model.new_state(1), std::vector<float>(model.config().vocab)}.bytes();
+  }
   Snapshot snapshot() const { return {state_, logits_}; }
   // Continues from s (a snapshot of a generator of the same model).
   void restore(const Snapshot& s);

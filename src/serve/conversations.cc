@@ -100,7 +100,7 @@ ConversationStore::ConversationStore(model::Model& model, std::string dir, int64
     throw Error("serve: --conversations-memory-mb must be in [1, 2^20]");
   if (keep_turns_ < 1 || keep_turns_ > 1024)
     throw Error("serve: --keep-turns must be in [1, 1024]");
-  state_bytes_ = model.new_state(1).bytes() + model.config().vocab * int64_t{sizeof(float)};
+  state_bytes_ = generate::Generator::snapshot_bytes(model);
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (!fs::is_directory(dir_))

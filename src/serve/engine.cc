@@ -79,8 +79,7 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfi
     throw Error(
         "serve: the server runs log-attention models (constant-size states); this one "
         "is the softmax twin");
-  // A sequence's state and its last logits.
-  state_bytes_ = model.new_state(1).bytes() + model.config().vocab * int64_t{sizeof(float)};
+  state_bytes_ = generate::Generator::snapshot_bytes(model);
   if (!config_.conversations_dir.empty())
     store_ = std::make_unique<ConversationStore>(model, config_.conversations_dir,
                                                  config_.memory_mb, config_.keep_turns);

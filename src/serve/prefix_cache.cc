@@ -18,10 +18,6 @@ uint64_t mix(uint64_t x) {  // splitmix64's finaliser
   return x ^ (x >> 31);
 }
 
-int64_t snapshot_bytes(const generate::Generator::Snapshot& s) {
-  return s.state.bytes() + static_cast<int64_t>(s.logits.size() * sizeof(float));
-}
-
 }  // namespace
 
 PrefixCache::PrefixCache(int64_t max_bytes) : max_bytes_(max_bytes) {}
@@ -81,7 +77,7 @@ void PrefixCache::keep(std::span<const int32_t> prefix, const generate::Generato
   Entry e;
   e.tokens.assign(prefix.begin(), prefix.end());
   e.snapshot = gen.snapshot();
-  e.bytes = snapshot_bytes(e.snapshot) + static_cast<int64_t>(prefix.size()) * 4;
+  e.bytes = e.snapshot.bytes() + static_cast<int64_t>(prefix.size()) * 4;
   if (e.bytes > max_bytes_) return;
   if (const auto old = entries_.find(key); old != entries_.end()) {
     stats_.bytes -= old->second.bytes;
