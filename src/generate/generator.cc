@@ -16,41 +16,41 @@ Generator::Generator(model::Model& model)
     : model_(model), state_(model.new_state(1)), logits_(model.config().vocab, 0.f) {}
 
 void Generator::feed(std::span<const int32_t> tokens, int64_t piece) {
-  if (tokens.empty()) throw Error("generate: nothing to read (an empty prompt)");
-  if (piece < 1 || piece % model::Model::kPromptBlock != 0)
-    throw Error("generate: a prompt's pieces must be a multiple of " +
-                std::to_string(model::Model::kPromptBlock) + " tokens");
-  for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(piece)) {
-    const int64_t n = std::min<int64_t>(piece, static_cast<int64_t>(tokens.size() - i));
-    model_.forward_with_state(tokens.data() + i, 1, n, state_, logits_.data(),
-                              model::Model::Reading::kPrompt);
-  }
+  read_prompt(tokens, piece, nullptr, 0);
 }
 
 void Generator::feed(std::span<const int32_t> tokens, int64_t piece, std::vector<TokenLogprob>& out,
                      int64_t top) {
+  read_prompt(tokens, piece, &out, top);
+}
+
+void Generator::read_prompt(std::span<const int32_t> tokens, int64_t piece,
+                            std::vector<TokenLogprob>* out, int64_t top) {
   if (tokens.empty()) throw Error("generate: nothing to read (an empty prompt)");
   if (piece < 1 || piece % model::Model::kPromptBlock != 0)
     throw Error("generate: a prompt's pieces must be a multiple of " +
                 std::to_string(model::Model::kPromptBlock) + " tokens");
   const int64_t V = model_.config().vocab;
-  std::vector<float> logits;
+  std::vector<float> logits;  // every position's, when scoring
   for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(piece)) {
     const int64_t n = std::min<int64_t>(piece, static_cast<int64_t>(tokens.size() - i));
-    // The piece's first token, from what came before it.
-    if (state_.tokens == 0) {
-      TokenLogprob none;
-      none.token = tokens[i];
-      none.logprob = NAN;
-      out.push_back(std::move(none));
-    } else {
-      out.push_back(token_logprob(logits_.data(), V, tokens[i], top));
+    if (out) {
+      // The piece's first token, from what came before it.
+      if (state_.tokens == 0) {
+        TokenLogprob none;
+        none.token = tokens[i];
+        none.logprob = NAN;
+        out->push_back(std::move(none));
+      } else {
+        out->push_back(token_logprob(logits_.data(), V, tokens[i], top));
+      }
+      logits.resize(static_cast<size_t>(n * V));
     }
-    logits.resize(static_cast<size_t>(n * V));
     model_.forward_with_state(tokens.data() + i, 1, n, state_, logits_.data(),
-                              model::Model::Reading::kPrompt, logits.data());
-    for (int64_t t = 1; t < n; ++t)
-      out.push_back(token_logprob(logits.data() + (t - 1) * V, V, tokens[i + t], top));
+                              model::Model::Reading::kPrompt, out ? logits.data() : nullptr);
+    if (out)
+      for (int64_t t = 1; t < n; ++t)
+        out->push_back(token_logprob(logits.data() + (t - 1) * V, V, tokens[i + t], top));
   }
 }
 

@@ -71,6 +71,10 @@ class Generator {
                             Batch& batch);
 
  private:
+  // Both feeds: out (when given) gets each token's log-probability.
+  void read_prompt(std::span<const int32_t> tokens, int64_t piece, std::vector<TokenLogprob>* out,
+                   int64_t top);
+
   model::Model& model_;
   model::ModelState state_;
   std::vector<float> logits_;

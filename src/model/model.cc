@@ -168,10 +168,20 @@ int64_t ModelState::bytes() const {
   return floats * static_cast<int64_t>(sizeof(float));
 }
 
+namespace {
+
+// gather and scatter: one, a one-sequence state of batch's model; i, a sequence of batch.
+void check_sequence(const ModelState& batch, const ModelState& one, int64_t i, const char* op) {
+  if (one.batch != 1 || i < 0 || i >= batch.batch || one.layers.size() != batch.layers.size() ||
+      static_cast<int64_t>(one.h.size()) * batch.batch != static_cast<int64_t>(batch.h.size()))
+    throw Error(std::string("model state: ") + op +
+                " needs a one-sequence state of the same model and a sequence of the batch");
+}
+
+}  // namespace
+
 void ModelState::gather(const ModelState& one, int64_t i) {
-  if (one.batch != 1 || i < 0 || i >= batch || one.layers.size() != layers.size() ||
-      static_cast<int64_t>(one.h.size()) * batch != static_cast<int64_t>(h.size()))
-    throw Error("model state: gather needs a one-sequence state of the same model");
+  check_sequence(*this, one, i, "gather");
   for (size_t l = 0; l < layers.size(); ++l) {
     const auto src = one.layers[l].data();
     std::copy(src.begin(), src.end(), layers[l].data().begin() + i * src.size());
@@ -180,9 +190,7 @@ void ModelState::gather(const ModelState& one, int64_t i) {
 }
 
 void ModelState::scatter(int64_t i, ModelState& one) const {
-  if (one.batch != 1 || i < 0 || i >= batch || one.layers.size() != layers.size() ||
-      static_cast<int64_t>(one.h.size()) * batch != static_cast<int64_t>(h.size()))
-    throw Error("model state: scatter needs a one-sequence state of the same model");
+  check_sequence(*this, one, i, "scatter");
   for (size_t l = 0; l < layers.size(); ++l) {
     auto dst = one.layers[l].data();
     const auto src = layers[l].data().subspan(i * dst.size(), dst.size());
