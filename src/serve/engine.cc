@@ -1,22 +1,12 @@
 #include "serve/engine.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cmath>
-#include <cstdio>
-#include <filesystem>
-#include <random>
 
-#include "io/files.h"
-#include "io/safetensors.h"
 #include "logattn/error.h"
 #include "serve/text_stream.h"
-#include "util/checked.h"
 
 namespace logattn::serve {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 void Stream::push(Event e) {
@@ -143,8 +133,7 @@ void Engine::start(Active& a) {
   }
   // A prompt read from the empty state may start from a kept prefix and keep its own (but
   // for scoring, which needs the logits of every position).
-  const bool scoring = a.req.echo && a.req.logprobs >= 0;
-  if (a.gen->empty() && !a.req.prompt.empty() && !scoring) {
+  if (a.gen->empty() && !a.req.prompt.empty() && !a.req.scores_prompt()) {
     a.fed = static_cast<size_t>(prefix_.start(a.req.prompt, *a.gen));
     a.keep_at = prefix_.keep_points(a.req.prompt, static_cast<int64_t>(a.fed));
   }
@@ -158,7 +147,7 @@ bool Engine::read_prompt(Active& a) {
     const std::span<const int32_t> prompt(a.req.prompt);
     size_t end = std::min(n, a.fed + static_cast<size_t>(kPromptPiece));
     if (!a.keep_at.empty()) end = std::min(end, static_cast<size_t>(a.keep_at.front()));
-    if (a.req.echo && a.req.logprobs >= 0)
+    if (a.req.scores_prompt())
       a.gen->feed(prompt.subspan(a.fed, end - a.fed), kPromptPiece, a.prompt_logprobs,
                   a.req.logprobs);
     else
@@ -308,9 +297,7 @@ void Engine::run() {
     std::erase_if(active, [](const auto& a) { return a->finishing; });
     if (ready.empty()) {
       std::lock_guard<std::mutex> lock(mu_);
-      metrics_.active = static_cast<int64_t>(active.size());
-      metrics_.prefix = prefix_.stats();
-      metrics_.prompt_tokens_read = prompt_tokens_read_;
+      publish_locked(static_cast<int64_t>(active.size()));
       continue;
     }
     std::vector<generate::Generator*> gens;
@@ -328,7 +315,7 @@ void Engine::run() {
       for (auto& a : active) fail(*a, ex.what());
       active.clear();
       std::lock_guard<std::mutex> lock(mu_);
-      metrics_.active = 0;
+      publish_locked(0);
       continue;
     }
     for (Active* a : ready)
@@ -343,10 +330,14 @@ void Engine::run() {
     std::lock_guard<std::mutex> lock(mu_);
     ++metrics_.steps;
     metrics_.step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-    metrics_.active = static_cast<int64_t>(active.size());
-    metrics_.prefix = prefix_.stats();
-    metrics_.prompt_tokens_read = prompt_tokens_read_;
+    publish_locked(static_cast<int64_t>(active.size()));
   }
+}
+
+void Engine::publish_locked(int64_t active) {
+  metrics_.active = active;
+  metrics_.prefix = prefix_.stats();
+  metrics_.prompt_tokens_read = prompt_tokens_read_;
 }
 
 }  // namespace logattn::serve

@@ -52,6 +52,8 @@ struct Request {
   // What the user sent, as a conversation's turn records it (the prompt, or the messages'
   // text).
   std::string user_text;
+  // Scoring the prompt: every prompt token's log-probability is wanted.
+  bool scores_prompt() const { return echo && logprobs >= 0; }
 };
 
 using generate::TokenLogprob;
@@ -130,6 +132,8 @@ class Engine {
   void sample(Active& a);
   void finish(Active& a);
   void fail(Active& a, const std::string& why);  // ends a with an error event
+  // Under mu_: what the engine's thread alone counts, and the batch's size, into metrics_.
+  void publish_locked(int64_t active);
   model::Model& model_;
   const tokenizer::Tokenizer& tok_;
   const EngineConfig config_;
