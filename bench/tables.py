@@ -26,15 +26,20 @@ def fmt(x, digits=1):
     return f"{x:,.{digits}f}"
 
 
+def setting_rows(results, key, first=""):
+    """Rows of settings measured side by side (bench sgemm, bench train --compare): each
+    setting, its kernel, its median and its share of the best; `first` opens each row."""
+    best = max(r[key] for r in results)
+    for r in results:
+        setting = r["setting"] + (" (default)" if r["setting"] == "LOGATTN_GEMM=onednn" else "")
+        yield (f"| {first}`{setting}` | {r['kernel']} | {fmt(r[key])} | "
+               f"{100 * r[key] / best:.0f}% |")
+
+
 def render_sgemm(outputs):
     (out,) = outputs
-    best = max(r["gflops"] for r in out["results"])
-    rows = ["| setting | kernel | GFLOP/s (median) | of best |", "|---|---|---:|---:|"]
-    for r in out["results"]:
-        setting = r["setting"] + (" (default)" if r["setting"] == "LOGATTN_GEMM=onednn" else "")
-        rows.append(f"| `{setting}` | {r['kernel']} | {fmt(r['gflops'])} | "
-                    f"{100 * r['gflops'] / best:.0f}% |")
-    return rows
+    return (["| setting | kernel | GFLOP/s (median) | of best |", "|---|---|---:|---:|"]
+            + list(setting_rows(out["results"], "gflops")))
 
 
 def render_attention(outputs):
@@ -78,11 +83,7 @@ def render_train_compare(outputs):
     rows = ["| preset, batch x context | setting | kernel | tokens/s (median) | of best |",
             "|---|---|---|---:|---:|"]
     for out, shape in zip(outputs, ("`small`, 16 x 128", "`small`, 8 x 256", "`paper`, 1 x 512")):
-        best = max(r["tokens_per_s"] for r in out["results"])
-        for r in out["results"]:
-            setting = r["setting"] + (" (default)" if r["setting"] == "LOGATTN_GEMM=onednn" else "")
-            rows.append(f"| {shape} | `{setting}` | {r['kernel']} | {fmt(r['tokens_per_s'])} | "
-                        f"{100 * r['tokens_per_s'] / best:.0f}% |")
+        rows += setting_rows(out["results"], "tokens_per_s", f"{shape} | ")
     return rows
 
 
