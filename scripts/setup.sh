@@ -19,6 +19,7 @@ packages=(
   clang-14 libclang-rt-14-dev libomp-14-dev # fuzzing: libFuzzer (clang's), its OpenMP
   openmpi-bin libopenmpi-dev                # training on several processes / machines
   libcpp-httplib-dev                        # logattn serve (HTTP)
+  libhiredis-dev redis-server               # serve's shared state store (client; the tests' server)
   curl                                      # a client of the server's tests
   fortunes                                  # the embedded default corpus
   nodejs ca-certificates                    # js-tiktoken (reference ids, baseline); https

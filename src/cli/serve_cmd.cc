@@ -1,5 +1,6 @@
 // `logattn serve`: the model behind an HTTP server in OpenAI's completions and chat formats, its
 // conversations kept as constant-size states (serve/).
+#include <cstdio>
 #include <filesystem>
 #include <optional>
 
@@ -22,12 +23,10 @@ struct ServeConfig {
   std::string gpt2_dir;
   std::string host = "127.0.0.1";
   int64_t port = 8080;
-  std::string conversations;
-  int64_t conversations_memory_mb = serve::EngineConfig{}.memory_mb;
+  serve::StoreConfig store;
   int64_t max_batch = serve::EngineConfig{}.max_batch;
   int64_t max_queue = serve::EngineConfig{}.max_queue;
   int64_t prefix_cache_mb = serve::EngineConfig{}.prefix_cache_mb;
-  int64_t keep_turns = serve::EngineConfig{}.keep_turns;
   int64_t max_tokens = serve::RequestLimits{}.max_tokens;
   int64_t max_prompt_tokens = serve::RequestLimits{}.max_prompt_tokens;
   int64_t max_body_kb = serve::HttpLimits{}.max_body_bytes / 1024;
@@ -63,9 +62,17 @@ int run_serve(const ServeConfig& c) {
   }
   serve::EngineConfig ec;
   ec.max_batch = c.max_batch, ec.max_queue = c.max_queue;
-  ec.memory_mb = c.conversations_memory_mb, ec.conversations_dir = c.conversations;
-  ec.prefix_cache_mb = c.prefix_cache_mb, ec.keep_turns = c.keep_turns;
+  ec.store = c.store, ec.prefix_cache_mb = c.prefix_cache_mb;
   serve::Engine engine(m, *tok, ec);
+  // A shared store out of reach is no reason not to start: its requests get 503 until it is
+  // back. Said once here, so that a mistyped address is seen at once.
+  if (!c.store.redis_url.empty()) {
+    try {
+      engine.conversations()->count();
+    } catch (const serve::StoreError& e) {
+      std::fprintf(stderr, "logattn serve: warning: %s\n", e.what());
+    }
+  }
   serve::ServerConfig sc;
   sc.host = c.host, sc.port = static_cast<int>(c.port);
   sc.model_name = std::filesystem::path(c.model).stem().string();
@@ -89,11 +96,17 @@ Runner add_serve_command(CLI::App& app) {
       .add("--gpt2-dir", &cfg->gpt2_dir, "folder of GPT-2's encoder.json and vocab.bpe")
       .add("--host", &cfg->host, "address to listen on (loopback by default)")
       .add("--port", &cfg->port, "port to listen on (0: a free one, printed)")
-      .add("--conversations", &cfg->conversations,
+      .add("--conversations", &cfg->store.dir,
            "folder of the conversations' states (none: no conversations)")
-      .add("--conversations-memory-mb", &cfg->conversations_memory_mb,
+      .add("--state-store", &cfg->store.redis_url,
+           "redis://HOST:PORT[/DB]: conversations kept in Redis, shared by several servers "
+           "(instead of --conversations)")
+      .add("--state-prefix", &cfg->store.key_prefix, "the start of every key in Redis")
+      .add("--state-ttl", &cfg->store.ttl_seconds,
+           "seconds a conversation unchanged stays in Redis (0: for ever)")
+      .add("--conversations-memory-mb", &cfg->store.memory_mb,
            "conversations' states kept in memory (the least recently used leave it)")
-      .add("--keep-turns", &cfg->keep_turns,
+      .add("--keep-turns", &cfg->store.keep_turns,
            "states kept per conversation, one per turn (rewind and fork reach them)")
       .add("--prefix-cache-mb", &cfg->prefix_cache_mb,
            "prompts' states kept for exact reuse by prompts that begin alike (0: none)")

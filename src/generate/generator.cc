@@ -70,6 +70,10 @@ void Generator::restore(const Snapshot& s) {
 }
 
 void Generator::save(const std::string& path) const {
+  io::write_file_atomic(path, bytes());
+}
+
+std::string Generator::bytes() const {
   const auto& cfg = model_.config();
   if (cfg.attention != model::AttentionKind::kLog)
     throw Error("generate: saving the softmax twin's key/value cache is not supported");
@@ -83,15 +87,22 @@ void Generator::save(const std::string& path) const {
   }
   refs.push_back({"embed_pos.h", {state_.batch, cfg.d_emb}, state_.h.data()});
   refs.push_back({"logits", {state_.batch, cfg.vocab}, logits_.data()});
-  io::write_safetensors(path, refs,
-                        {{"format", kStateFormat},
-                         {"format_version", std::to_string(kStateVersion)},
-                         {"config", cfg.to_json().dump()},
-                         {"tokens", std::to_string(state_.tokens)}});
+  return io::safetensors_bytes(refs, {{"format", kStateFormat},
+                                      {"format_version", std::to_string(kStateVersion)},
+                                      {"config", cfg.to_json().dump()},
+                                      {"tokens", std::to_string(state_.tokens)}});
 }
 
 void Generator::load(const std::string& path) {
-  const auto st = io::SafeTensors::read(path);
+  load_from(io::SafeTensors::read(path));
+}
+
+void Generator::load(std::string_view bytes, const std::string& name) {
+  load_from(io::SafeTensors::parse(bytes, name));
+}
+
+void Generator::load_from(const io::SafeTensors& st) {
+  const std::string& path = st.path();
   auto get = [&](const char* k) { return st.required_metadata(k, "state file"); };
   if (get("format") != kStateFormat) throw Error("state file " + path + " is not a logattn state");
   if (get("format_version") != std::to_string(kStateVersion))

@@ -8,9 +8,11 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "generate/sample.h"
+#include "io/safetensors.h"
 #include "model/model.h"
 
 namespace logattn::generate {
@@ -59,6 +61,9 @@ class Generator {
 
   void save(const std::string& path) const;  // through a temporary name and a rename
   void load(const std::string& path);        // checks format, version, model and sizes
+  // The same as bytes in memory (name stands for the path in errors).
+  std::string bytes() const;
+  void load(std::string_view bytes, const std::string& name);
 
   // Several generators (of one model) each take one token in one batched step: gens[i] reads
   // tokens[i]. Their states and logits go into batch-sized buffers (kept by the caller from
@@ -71,6 +76,7 @@ class Generator {
                             Batch& batch);
 
  private:
+  void load_from(const io::SafeTensors& st);
   // Both feeds: out (when given) gets each token's log-probability.
   void read_prompt(std::span<const int32_t> tokens, int64_t piece, std::vector<TokenLogprob>* out,
                    int64_t top);

@@ -55,24 +55,23 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
-SafeTensors SafeTensors::read(const std::string& path) {
-  require_regular_file(path, "safetensors");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) bad(path, "cannot open (" + std::string(std::strerror(errno)) + ")");
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0);
-  if (size < 8) bad(path, "file is " + std::to_string(size) + " bytes, too short for a header");
-  uint8_t len_bytes[8];
-  in.read(reinterpret_cast<char*>(len_bytes), 8);
+namespace {
+
+// The header's length, from the first 8 bytes (little-endian) of `size` bytes in all.
+uint64_t header_length(const uint8_t* len_bytes, uint64_t size, const std::string& path) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
   if (n > kMaxHeaderBytes) bad(path, "header length " + std::to_string(n) + " exceeds 100 MB");
   if (n > size - 8)
     bad(path,
         "truncated: header of " + std::to_string(n) + " bytes, file of " + std::to_string(size));
-  std::string header(n, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(n));
+  return n;
+}
+
+}  // namespace
+
+SafeTensors SafeTensors::from_header(const std::string& path, const std::string& header,
+                                     uint64_t data_size) {
   SafeTensors st;
   st.path_ = path;
   nlohmann::json j;
@@ -82,7 +81,6 @@ SafeTensors SafeTensors::read(const std::string& path) {
     bad(path, std::string("header is not valid JSON: ") + e.what());
   }
   if (!j.is_object()) bad(path, "header is not a JSON object");
-  const uint64_t data_size = size - 8 - n;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (it.key() == "__metadata__") {
@@ -129,9 +127,36 @@ SafeTensors SafeTensors::read(const std::string& path) {
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second) bad(path, "tensors' data ranges overlap");
-  st.data_.resize(data_size);
-  in.read(reinterpret_cast<char*>(st.data_.data()), static_cast<std::streamsize>(data_size));
+  return st;
+}
+
+SafeTensors SafeTensors::read(const std::string& path) {
+  require_regular_file(path, "safetensors");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) bad(path, "cannot open (" + std::string(std::strerror(errno)) + ")");
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  if (size < 8) bad(path, "file is " + std::to_string(size) + " bytes, too short for a header");
+  uint8_t len_bytes[8];
+  in.read(reinterpret_cast<char*>(len_bytes), 8);
+  const uint64_t n = header_length(len_bytes, size, path);
+  std::string header(n, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(n));
+  SafeTensors st = from_header(path, header, size - 8 - n);
+  st.data_.resize(size - 8 - n);
+  in.read(reinterpret_cast<char*>(st.data_.data()), static_cast<std::streamsize>(st.data_.size()));
   if (!in) bad(path, "read failed (truncated file?)");
+  return st;
+}
+
+SafeTensors SafeTensors::parse(std::string_view bytes, const std::string& name) {
+  const uint64_t size = bytes.size();
+  if (size < 8) bad(name, std::to_string(size) + " bytes, too short for a header");
+  const auto* b = reinterpret_cast<const uint8_t*>(bytes.data());
+  const uint64_t n = header_length(b, size, name);
+  SafeTensors st = from_header(name, std::string(bytes.substr(8, n)), size - 8 - n);
+  st.data_.assign(b + 8 + n, b + size);
   return st;
 }
 
@@ -182,9 +207,8 @@ const uint8_t* SafeTensors::bytes(const std::string& name, const std::string& dt
   return data_.data() + it->second.begin;
 }
 
-std::unique_ptr<AtomicWriter> stage_safetensors(
-    const std::string& path, const std::vector<TensorRef>& tensors,
-    const std::map<std::string, std::string>& metadata) {
+std::string safetensors_bytes(const std::vector<TensorRef>& tensors,
+                              const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -210,6 +234,13 @@ std::unique_ptr<AtomicWriter> stage_safetensors(
   bytes.reserve(bytes.size() + offset);
   for (const auto& t : tensors)
     bytes.append(reinterpret_cast<const char*>(t.data), static_cast<size_t>(nbytes(t)));
+  return bytes;
+}
+
+std::unique_ptr<AtomicWriter> stage_safetensors(
+    const std::string& path, const std::vector<TensorRef>& tensors,
+    const std::map<std::string, std::string>& metadata) {
+  const std::string bytes = safetensors_bytes(tensors, metadata);
   auto w = std::make_unique<AtomicWriter>(path);
   w->write(bytes.data(), bytes.size());
   return w;

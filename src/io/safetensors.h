@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/files.h"
@@ -26,6 +27,8 @@ class SafeTensors {
  public:
   // Reads and validates path; throws logattn::Error naming the file and the problem.
   static SafeTensors read(const std::string& path);
+  // The same from bytes in memory; `name` stands for the path in errors.
+  static SafeTensors parse(std::string_view bytes, const std::string& name);
 
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -40,6 +43,10 @@ class SafeTensors {
   const uint8_t* bytes(const std::string& name, const std::string& dtype) const;
 
  private:
+  // Validates the header (JSON) of a file whose data section has data_size bytes.
+  static SafeTensors from_header(const std::string& path, const std::string& header,
+                                 uint64_t data_size);
+
   std::string path_;
   std::map<std::string, std::string> metadata_;
   std::map<std::string, TensorInfo> tensors_;
@@ -52,6 +59,10 @@ struct TensorRef {
   const void* data;           // numel elements of dtype, little-endian
   std::string dtype = "F32";  // F32, BF16, I8, ...
 };
+
+// The file's bytes: tensors in the given order, then metadata.
+std::string safetensors_bytes(const std::vector<TensorRef>& tensors,
+                              const std::map<std::string, std::string>& metadata);
 
 // Writes tensors (in the given order) and metadata to path: to a temporary name in the
 // same folder, flushed, then renamed, so a kill leaves either the old file or the new one.

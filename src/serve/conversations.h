@@ -1,30 +1,23 @@
-// Conversations and their states. Each conversation is a folder in the conversations folder,
-// holding the state after each of its last turns (`<turn>.safetensors`, the logattn-state
-// format, written through a temporary name and a rename), the text of every turn
-// (`<turn>.json`: what the user sent and the answer) and its title (`title.json`); the latest
-// turn's state of the most recently used ones also stays in memory. A conversation can be forked (a
-// new one with a copy of its turns) and rewound (back to the state after an earlier turn), so a
-// client regenerates or edits its last message without the conversation being read again.
+// Conversations and their states: what a store of conversations does, whichever keeps them.
+// A conversation is a series of turns (what the user sent, the answer); the store keeps the
+// state after each of its last turns, so that a request continues from the latest one and a
+// conversation can be forked (a new one with a copy of its turns) and rewound (back to the
+// state after an earlier turn) without its text being read again.
 //
-// Crash safety: every change is one rename, or a series of removals each of which leaves a
-// consistent conversation (docs/design.md, "Conversations on disk"), so a kill at any moment
-// leaves each conversation at a turn it had: a turn is written whole before it counts; a rewind
-// removes the later turns newest first; a fork is copied under a temporary name and renamed;
-// a deletion renames the folder away before removing it.
+// Two stores: FolderStore (serve/folder_store.h), one server's folder; RedisStore
+// (serve/redis_store.h), shared by any number of servers. Both keep the latest states of the
+// most recently used conversations in memory, and both make every change whole or not at all,
+// so that a killed server leaves each conversation at a turn it had.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
-#include <list>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "generate/generator.h"
-#include "io/files.h"
+#include "logattn/error.h"
 #include "model/model.h"
 
 namespace logattn::serve {
@@ -43,93 +36,91 @@ struct ConversationInfo {
   bool in_memory = false;
 };
 
+// A store that cannot answer now, or a change that lost to another server's. Any other
+// failure of a store is a logattn::Error (a damaged conversation names itself alone).
+class StoreError : public Error {
+ public:
+  enum class Kind {
+    kUnavailable,  // the store cannot be reached: try again later
+    kConflict,     // the conversation changed meanwhile (another server): nothing was kept
+  };
+  StoreError(Kind kind, const std::string& what) : Error(what), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+// Time spent moving states between memory and the store.
+struct StoreStats {
+  int64_t loads = 0, saves = 0;
+  double load_seconds = 0, save_seconds = 0;
+};
+
 class ConversationStore {
  public:
-  // dir: created if absent, and locked while the store lives (one server per folder).
-  // memory_mb: latest states kept in memory. keep_turns: states kept per conversation.
-  ConversationStore(model::Model& model, std::string dir, int64_t memory_mb, int64_t keep_turns);
-  ConversationStore(const ConversationStore&) = delete;
-  ConversationStore& operator=(const ConversationStore&) = delete;
+  virtual ~ConversationStore() = default;
 
   enum class Result { kDone, kUnknown, kBusy, kNoSuchTurn };
 
-  std::string create();
-  // Token counts not yet known are read from the turns' files (a damaged one throws
+  virtual std::string create() = 0;
+  // Token counts not yet known are read from the turns' states (a damaged one throws
   // logattn::Error naming the conversation alone).
-  std::optional<ConversationInfo> info(const std::string& id);
-  std::vector<ConversationInfo> list() const;  // without reading files
+  virtual std::optional<ConversationInfo> info(const std::string& id) = 0;
+  virtual std::vector<ConversationInfo> list() = 0;
   // The text of each turn up to the latest, oldest first (a turn whose record cannot be read
   // shows as empty). Throws logattn::Error for a damaged conversation; nullopt: unknown.
   struct TurnText {
     int64_t turn = 0;
     std::string user, assistant;
   };
-  std::optional<std::vector<TurnText>> texts(const std::string& id);
+  virtual std::optional<std::vector<TurnText>> texts(const std::string& id) = 0;
   // At most kMaxTitle bytes of UTF-8.
-  Result set_title(const std::string& id, const std::string& title);
+  virtual Result set_title(const std::string& id, const std::string& title) = 0;
   static constexpr size_t kMaxTitle = 200;
-  Result remove(const std::string& id);
+  virtual Result remove(const std::string& id) = 0;
   // A new conversation (its id in new_id) with id's kept turns up to `turn` (-1: all).
-  Result fork(const std::string& id, int64_t turn, std::string& new_id);
+  virtual Result fork(const std::string& id, int64_t turn, std::string& new_id) = 0;
   // Back to the state after `turn` (0: no text); later turns are removed.
-  Result rewind(const std::string& id, int64_t turn);
+  virtual Result rewind(const std::string& id, int64_t turn) = 0;
 
-  // The engine's side: a conversation answers one request at a time.
-  Result acquire(const std::string& id);
-  // The latest turn's state, read from the folder when not in memory; only while acquired.
-  generate::Generator& generator(const std::string& id);
+  // The engine's side: a conversation answers one request at a time (on this server).
+  virtual Result acquire(const std::string& id) = 0;
+  // The latest turn's state, read from the store when not in memory; only while acquired.
+  virtual generate::Generator& generator(const std::string& id) = 0;
   // Writes the generator's state as the next turn, with its text (what the user sent, the
   // answer), dropping the oldest state past keep_turns; then releases. Throws logattn::Error
-  // (still releasing) when it cannot be written.
-  void commit(const std::string& id, const std::string& user, const std::string& assistant);
-  void release(const std::string& id);
+  // (still releasing, and forgetting the state in memory) when it cannot be written.
+  virtual void commit(const std::string& id, const std::string& user,
+                      const std::string& assistant) = 0;
+  // Ends a request that commits nothing; its state in memory (which it may have advanced) is
+  // forgotten and read again by the next.
+  virtual void release(const std::string& id) = 0;
   // Whether the conversation holds no text; nullopt: no such conversation.
-  std::optional<bool> holds_no_text(const std::string& id) const;
+  virtual std::optional<bool> holds_no_text(const std::string& id) = 0;
 
-  int64_t count() const;
-  int64_t in_memory() const;
-  int64_t keep_turns() const { return keep_turns_; }
+  virtual int64_t count() = 0;
+  virtual int64_t in_memory() const = 0;
+  virtual StoreStats stats() const = 0;
+  virtual int64_t keep_turns() const = 0;
 
   // Conversation ids: 1 to 64 of [A-Za-z0-9_-].
   static bool valid_id(const std::string& id);
-
- private:
-  struct Conversation {
-    std::unique_ptr<generate::Generator> gen;  // the latest turn's state; null: not in memory
-    std::vector<TurnInfo> turns;               // kept, oldest first
-    std::string title;
-    bool busy = false;
-    std::list<std::string>::iterator lru;
-    bool in_lru = false;
-    int64_t turn() const { return turns.empty() ? 0 : turns.back().turn; }
-    // Whether the state after turn t is here (0: the empty state always is).
-    bool keeps(int64_t t) const {
-      return t == 0 || std::any_of(turns.begin(), turns.end(),
-                                   [&](const TurnInfo& k) { return k.turn == t; });
-    }
-  };
-  // Under mu_: the conversation (nullptr: unknown); a damaged one throws.
-  Conversation* find_locked(const std::string& id);
-  // Under mu_: the conversation that a request, fork, rewind or rename may take now, or why
-  // not (a damaged one throws).
-  Result changeable(const std::string& id, Conversation*& c);
-  std::string folder(const std::string& id) const;
-  std::string turn_path(const std::string& id, int64_t turn) const;
-  std::string text_path(const std::string& id, int64_t turn) const;
-  void scan();                                         // the folder at start
-  void touch(const std::string& id, Conversation& c);  // most recently used; evicts
-  ConversationInfo info_of(const std::string& id, const Conversation& c) const;
-  std::string new_id_locked() const;
-
-  model::Model& model_;
-  const std::string dir_;
-  const int64_t memory_mb_, keep_turns_;
-  int64_t state_bytes_ = 0;
-  std::unique_ptr<io::FolderLock> lock_;
-
-  mutable std::mutex mu_;
-  std::map<std::string, Conversation> conversations_;
-  std::list<std::string> lru_;  // in memory, most recent first
+  // A new random id ("conv-" and 32 hex digits).
+  static std::string random_id();
 };
+
+// Where conversations are kept: a folder, or a Redis server (not both); neither: none.
+struct StoreConfig {
+  std::string dir;                      // the folder store's folder
+  std::string redis_url;                // redis://HOST:PORT[/DB]
+  std::string key_prefix = "logattn:";  // Redis: every key starts with it
+  int64_t ttl_seconds = 0;              // Redis: a conversation unchanged this long goes; 0: never
+  int64_t memory_mb = 256;              // latest states kept in memory
+  int64_t keep_turns = 16;              // states kept per conversation (rewind and fork reach them)
+};
+
+// The store cfg names, or null for neither. Throws logattn::Error for a bad setting.
+std::unique_ptr<ConversationStore> open_store(model::Model& model, const StoreConfig& cfg);
 
 }  // namespace logattn::serve

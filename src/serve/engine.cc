@@ -70,9 +70,7 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tok, EngineConfi
         "serve: the server runs log-attention models (constant-size states); this one "
         "is the softmax twin");
   state_bytes_ = generate::Generator::snapshot_bytes(model);
-  if (!config_.conversations_dir.empty())
-    store_ = std::make_unique<ConversationStore>(model, config_.conversations_dir,
-                                                 config_.memory_mb, config_.keep_turns);
+  store_ = open_store(model, config_.store);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -86,10 +84,9 @@ Engine::~Engine() {
 }
 
 std::shared_ptr<Stream> Engine::submit(Request r) {
-  std::lock_guard<std::mutex> lock(mu_);
+  // The store is asked without holding the engine (it may be another machine).
   if (!r.conversation.empty()) {
-    if (!store_)
-      throw Error("conversations need a folder: start the server with --conversations DIR");
+    if (!store_) throw Error(kNoStore);
     const std::optional<bool> empty = store_->holds_no_text(r.conversation);
     if (!empty)
       throw Error("unknown conversation '" + r.conversation +
@@ -99,6 +96,7 @@ std::shared_ptr<Stream> Engine::submit(Request r) {
   } else if (r.prompt.empty()) {
     throw Error("the prompt is empty");
   }
+  std::lock_guard<std::mutex> lock(mu_);
   // Places: the batch's, then the queue's.
   if (metrics_.active + static_cast<int64_t>(pending_.size()) >=
       config_.max_batch + config_.max_queue) {
@@ -113,11 +111,20 @@ std::shared_ptr<Stream> Engine::submit(Request r) {
 }
 
 Metrics Engine::metrics() const {
+  // The store is asked first, without holding the engine; one out of reach leaves the last
+  // count it gave, so that the metrics stay readable.
+  if (store_) {
+    try {
+      stored_ = store_->count();
+    } catch (const StoreError&) {
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
   Metrics m = metrics_;
   m.queued = static_cast<int64_t>(pending_.size());
   m.conversations_in_memory = store_ ? store_->in_memory() : 0;
-  m.conversations_on_disk = store_ ? store_->count() : 0;
+  if (store_) m.store = store_->stats();
+  m.conversations_stored = stored_;
   m.state_bytes_in_memory = m.conversations_in_memory * state_bytes_;
   return m;
 }
@@ -213,9 +220,15 @@ void Engine::finish(Active& a) {
   a.stream->push(std::move(e));
 }
 
-void Engine::fail(Active& a, const std::string& why) {
+Failure failure_of(const std::exception& e) {
+  const auto* s = dynamic_cast<const StoreError*>(&e);
+  if (!s) return Failure::kServer;
+  return s->kind() == StoreError::Kind::kConflict ? Failure::kConflict : Failure::kUnavailable;
+}
+
+void Engine::fail(Active& a, const std::exception& why) {
   Event e;
-  e.done = true, e.error = why;
+  e.done = true, e.error = why.what(), e.failure = failure_of(why);
   if (a.conv) store_->release(a.req.conversation);
   a.conv = false;
   std::lock_guard<std::mutex> lock(mu_);
@@ -239,6 +252,7 @@ void Engine::run() {
         bool conv = false;
         if (!it->first.conversation.empty()) {
           std::string gone;
+          Failure failure = Failure::kServer;
           try {
             switch (store_->acquire(it->first.conversation)) {
               case ConversationStore::Result::kDone:
@@ -251,11 +265,11 @@ void Engine::run() {
                 gone = "the conversation was deleted";
             }
           } catch (const Error& e) {
-            gone = e.what();
+            gone = e.what(), failure = failure_of(e);
           }
           if (!gone.empty()) {
             Event e;
-            e.done = true, e.error = gone;
+            e.done = true, e.error = gone, e.failure = failure;
             it->second->push(std::move(e));
             it = pending_.erase(it);
             continue;
@@ -276,7 +290,7 @@ void Engine::run() {
         start(*a);
         active.push_back(std::move(a));
       } catch (const std::exception& ex) {
-        fail(*a, ex.what());
+        fail(*a, ex);
       }
     }
     std::vector<Active*> ready;
@@ -290,7 +304,7 @@ void Engine::run() {
         a->finishing = true, a->finish_reason = "length";  // scoring: nothing to generate
         finish(*a);
       } catch (const std::exception& ex) {
-        fail(*a, ex.what());
+        fail(*a, ex);
         a->finishing = true;
       }
     }
@@ -312,7 +326,7 @@ void Engine::run() {
     try {
       generate::Generator::step_together(gens, tokens, batch);
     } catch (const std::exception& ex) {
-      for (auto& a : active) fail(*a, ex.what());
+      for (auto& a : active) fail(*a, ex);
       active.clear();
       std::lock_guard<std::mutex> lock(mu_);
       publish_locked(0);
@@ -323,7 +337,7 @@ void Engine::run() {
         try {
           finish(*a);
         } catch (const std::exception& ex) {
-          fail(*a, ex.what());
+          fail(*a, ex);
         }
       }
     std::erase_if(active, [](const auto& a) { return a->finishing; });

@@ -5,6 +5,7 @@
 // (ConversationStore).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -30,9 +31,7 @@ namespace logattn::serve {
 struct EngineConfig {
   int64_t max_batch = 16;         // sequences advanced together
   int64_t max_queue = 64;         // requests waiting for a place in the batch; more are refused
-  int64_t memory_mb = 256;        // conversations' states kept in memory
-  std::string conversations_dir;  // empty: no conversations
-  int64_t keep_turns = 16;        // states kept per conversation (rewind and fork reach them)
+  StoreConfig store;              // where conversations are kept (none: no conversations)
   int64_t prefix_cache_mb = 512;  // prompts' states kept for exact prefix reuse; 0: none
 };
 
@@ -60,11 +59,22 @@ using generate::TokenLogprob;
 
 // What a request's client receives, in order: text as it is produced (whole UTF-8
 // characters; text that may begin a stop string is held back), then one event with done.
+// What a request for a conversation is told by a server that keeps none.
+inline constexpr const char* kNoStore =
+    "conversations need a store: start the server with --conversations DIR or --state-store "
+    "redis://HOST:PORT";
+
+// Why a request failed: the server's fault, a conversation changed meanwhile by another
+// request, or the conversations' store out of reach.
+enum class Failure { kServer, kConflict, kUnavailable };
+Failure failure_of(const std::exception& e);
+
 struct Event {
   std::string text;
   bool done = false;
   std::string finish_reason;  // "length" or "stop"
   std::string error;          // the request failed (done is set too)
+  Failure failure = Failure::kServer;
   int64_t prompt_tokens = 0, completion_tokens = 0;
   std::vector<TokenLogprob> logprobs;  // of the tokens sampled since the previous event
 };
@@ -93,7 +103,8 @@ struct Metrics {
   int64_t steps = 0;
   double step_seconds = 0;  // time in batched steps and prompts
   int64_t queued = 0, active = 0;
-  int64_t conversations_in_memory = 0, conversations_on_disk = 0;
+  int64_t conversations_in_memory = 0, conversations_stored = 0;
+  StoreStats store;
   int64_t state_bytes_in_memory = 0;
   PrefixCacheStats prefix;
 };
@@ -131,7 +142,7 @@ class Engine {
   static_assert(kPromptPiece % model::Model::kPromptBlock == 0);
   void sample(Active& a);
   void finish(Active& a);
-  void fail(Active& a, const std::string& why);  // ends a with an error event
+  void fail(Active& a, const std::exception& why);  // ends a with an error event
   // Under mu_: what the engine's thread alone counts, and the batch's size, into metrics_.
   void publish_locked(int64_t active);
   model::Model& model_;
@@ -139,8 +150,9 @@ class Engine {
   const EngineConfig config_;
   int64_t state_bytes_ = 0;
   std::unique_ptr<ConversationStore> store_;
-  PrefixCache prefix_;              // the engine's thread's alone
-  int64_t prompt_tokens_read_ = 0;  // the engine's thread's alone
+  PrefixCache prefix_;                      // the engine's thread's alone
+  int64_t prompt_tokens_read_ = 0;          // the engine's thread's alone
+  mutable std::atomic<int64_t> stored_{0};  // conversations in the store, as last counted
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

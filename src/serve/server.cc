@@ -26,6 +26,11 @@ void send_error(httplib::Response& res, int status, const std::string& message,
   res.set_content(error_json(message, type ? type : error_type(status)), "application/json");
 }
 
+// The status of a request that failed: the store's refusals are the client's to retry.
+int status_of(Failure f) {
+  return f == Failure::kConflict ? 409 : f == Failure::kUnavailable ? 503 : 500;
+}
+
 void send_too_large(httplib::Response& res, int64_t max_bytes) {
   send_error(res, 413,
              "the request body is larger than this server accepts (" + std::to_string(max_bytes) +
@@ -115,6 +120,9 @@ void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const Se
       }
       streams.push_back(std::move(s));
     }
+  } catch (const StoreError& e) {
+    for (auto& other : streams) other->cancel();
+    return send_error(res, status_of(failure_of(e)), e.what());
   } catch (const Error& e) {
     for (auto& other : streams) other->cancel();
     return send_error(res, 400, e.what());
@@ -132,7 +140,7 @@ void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const Se
         text += e.text;
         for (auto& entry : logprob_entries(tok, e.logprobs)) entries.push_back(std::move(entry));
         if (!e.done) continue;
-        if (!e.error.empty()) return send_error(res, 500, e.error);
+        if (!e.error.empty()) return send_error(res, status_of(e.failure), e.error);
         usage.prompt_tokens = e.prompt_tokens;
         usage.completion_tokens += e.completion_tokens;
         choices.push_back({text, e.finish_reason, with_logprobs, std::move(entries)});
@@ -166,7 +174,7 @@ void handle_completion(Engine& engine, const tokenizer::Tokenizer& tok, const Se
             if (e.done) {
               done[i] = true, --left;
               if (!e.error.empty()) {
-                send(error_json(e.error, "server_error"));
+                send(error_json(e.error, error_type(status_of(e.failure))));
                 continue;
               }
               usage.prompt_tokens = e.prompt_tokens;
@@ -216,8 +224,16 @@ std::string prometheus(const Metrics& m, int64_t state_bytes) {
   metric("logattn_active_sequences", "gauge", "Sequences in the batch.", m.active);
   metric("logattn_conversations_in_memory", "gauge", "Conversations whose state is in memory.",
          m.conversations_in_memory);
-  metric("logattn_conversations_on_disk", "gauge", "Conversations in the folder.",
-         m.conversations_on_disk);
+  metric("logattn_conversations_on_disk", "gauge",
+         "Conversations in the store (the folder, or Redis), as last counted.",
+         m.conversations_stored);
+  metric("logattn_state_loads_total", "counter",
+         "Conversation states read from the store (not in memory).", m.store.loads);
+  metric("logattn_state_load_seconds_total", "counter", "Seconds spent reading them.",
+         m.store.load_seconds);
+  metric("logattn_state_saves_total", "counter", "Turns written to the store.", m.store.saves);
+  metric("logattn_state_save_seconds_total", "counter", "Seconds spent writing them.",
+         m.store.save_seconds);
   metric("logattn_conversation_state_bytes", "gauge", "Bytes of one conversation's state.",
          state_bytes);
   metric("logattn_prefix_lookups_total", "counter",
@@ -334,15 +350,13 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
   // (The routes outlive this function: they hold these helpers by value.)
   auto conversation_call = [&engine](httplib::Response& res, const std::string& id, auto call) {
     ConversationStore* store = engine.conversations();
-    if (!store)
-      return send_error(res, 404,
-                        "conversations need a folder: start the server with --conversations DIR");
+    if (!store) return send_error(res, 404, kNoStore);
     if (!ConversationStore::valid_id(id))
       return send_error(res, 404, "unknown conversation '" + id + "'");
     try {
       call(*store);
     } catch (const Error& e) {
-      send_error(res, 500, e.what());
+      send_error(res, status_of(failure_of(e)), e.what());
     }
   };
   auto result_error = [](httplib::Response& res, ConversationStore::Result r, const std::string& id,
@@ -365,26 +379,29 @@ void add_routes(GuardedServer& svr, Engine& engine, const tokenizer::Tokenizer& 
     res.set_content(conversation_json(*info, engine.state_bytes(), engine.kv_bytes_per_token()),
                     "application/json");
   };
-  svr.Post("/v1/conversations", [&, max_body, send_conversation](
-                                    const httplib::Request& req, httplib::Response& res,
-                                    const httplib::ContentReader& reader) {
-    std::string body;  // no fields yet; read so that the connection stays in step
-    if (!read_body(req, reader, max_body, body, res)) return;
-    ConversationStore* store = engine.conversations();
-    if (!store)
-      return send_error(res, 400,
-                        "conversations need a folder: start the server with --conversations DIR");
-    try {
-      const std::string id = store->create();
-      send_conversation(res, *store, id);
-    } catch (const Error& e) {
-      send_error(res, 500, e.what());
-    }
-  });
+  svr.Post("/v1/conversations",
+           [&, max_body, send_conversation](const httplib::Request& req, httplib::Response& res,
+                                            const httplib::ContentReader& reader) {
+             std::string body;  // no fields yet; read so that the connection stays in step
+             if (!read_body(req, reader, max_body, body, res)) return;
+             ConversationStore* store = engine.conversations();
+             if (!store) return send_error(res, 400, kNoStore);
+             try {
+               const std::string id = store->create();
+               send_conversation(res, *store, id);
+             } catch (const Error& e) {
+               send_error(res, status_of(failure_of(e)), e.what());
+             }
+           });
   svr.Get("/v1/conversations", [&](const httplib::Request&, httplib::Response& res) {
     ConversationStore* store = engine.conversations();
-    res.set_content(conversation_list_json(store ? store->list() : std::vector<ConversationInfo>{}),
-                    "application/json");
+    try {
+      res.set_content(
+          conversation_list_json(store ? store->list() : std::vector<ConversationInfo>{}),
+          "application/json");
+    } catch (const Error& e) {
+      send_error(res, status_of(failure_of(e)), e.what());
+    }
   });
   svr.Get(R"(/v1/conversations/([^/]+))", [conversation_call, send_conversation](
                                               const httplib::Request& req, httplib::Response& res) {

@@ -1,7 +1,7 @@
 // The conversation store without HTTP or the engine: turns committed, listed, rewound and
 // forked; a conversation answering a request refuses changes; the bound on kept turns; a
 // folder read back after a restart, the 0.2 layout moved in.
-#include "serve/conversations.h"
+#include "serve/folder_store.h"
 
 #include <gtest/gtest.h>
 
@@ -48,7 +48,7 @@ class Conversations : public ::testing::Test {
 };
 
 TEST_F(Conversations, TurnsRewindAndFork) {
-  ConversationStore store(model_, dir_, 16, 3);
+  FolderStore store(model_, dir_, 16, 3);
   const std::string id = store.create();
   EXPECT_EQ(store.holds_no_text(id), true);
   for (int n : {5, 7, 11}) turn(store, id, n);
@@ -110,18 +110,18 @@ TEST_F(Conversations, TurnsRewindAndFork) {
 TEST_F(Conversations, AFolderReadBackAndTheOldLayoutMovedIn) {
   std::string id;
   {
-    ConversationStore store(model_, dir_, 16, 4);
+    FolderStore store(model_, dir_, 16, 4);
     id = store.create();
     for (int n : {3, 4}) turn(store, id, n);
     // One server per folder.
-    EXPECT_THROW(ConversationStore(model_, dir_, 16, 4), Error);
+    EXPECT_THROW(FolderStore(model_, dir_, 16, 4), Error);
   }
   // logattn 0.2: <id>.safetensors beside <id>.empty markers.
   fs::copy_file(fs::path(dir_) / id / "2.safetensors", fs::path(dir_) / "old.safetensors");
   std::ofstream(fs::path(dir_) / "new.empty").close();
   std::ofstream(fs::path(dir_) / id / "3.safetensors.tmp.77") << "half";  // a kill's leftover
   std::ofstream(fs::path(dir_) / id / "3.json") << "{}";  // a text whose state never came
-  ConversationStore store(model_, dir_, 16, 1);           // keeping fewer turns than the folder has
+  FolderStore store(model_, dir_, 16, 1);                 // keeping fewer turns than the folder has
   EXPECT_EQ(store.count(), 3);
   EXPECT_EQ(turns(store, id), (std::vector<int64_t>{7}));
   EXPECT_EQ(store.info(id)->title, "");
@@ -135,8 +135,8 @@ TEST_F(Conversations, AFolderReadBackAndTheOldLayoutMovedIn) {
   EXPECT_FALSE(fs::exists(fs::path(dir_) / id / "3.json"));
   EXPECT_TRUE(fs::exists(fs::path(dir_) / id / "1.json"));  // texts outlive their states
   // Bad settings are refused naming the option.
-  EXPECT_THROW(ConversationStore(model_, dir_ + "x", 16, 0), Error);
-  EXPECT_THROW(ConversationStore(model_, dir_ + "x", 0, 4), Error);
+  EXPECT_THROW(FolderStore(model_, dir_ + "x", 16, 0), Error);
+  EXPECT_THROW(FolderStore(model_, dir_ + "x", 0, 4), Error);
   fs::remove_all(dir_ + "x");
 }
 
