@@ -42,6 +42,16 @@ def metrics(base):
             for m in re.finditer(r"^(logattn_\w+) (\S+)$", text, re.M)}
 
 
+def random_checkpoint(exe, preset, folder):
+    """A checkpoint of the preset with random weights (`logattn train --steps 1`)."""
+    run = os.path.join(folder, "run")
+    subprocess.run([exe, "train", "--preset", preset, "--steps", "1", "--batch", "1",
+                    "--context", "64", "--eval-every", "1", "--eval-batches", "1",
+                    "--out", run], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return os.path.join(run, "model.safetensors")
+
+
 def checkpoint_config(path):
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
@@ -60,14 +70,7 @@ def main():
     a = ap.parse_args()
     exe = os.path.join(a.build, "logattn")
     tmp = tempfile.mkdtemp(prefix="logattn-prefix-")
-    model = a.model
-    if not model:
-        run = os.path.join(tmp, "run")
-        subprocess.run([exe, "train", "--preset", a.preset, "--steps", "1", "--batch", "1",
-                        "--context", "64", "--eval-every", "1", "--eval-batches", "1",
-                        "--out", run], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        model = os.path.join(run, "model.safetensors")
+    model = a.model or random_checkpoint(exe, a.preset, tmp)
     cfg = checkpoint_config(model)
     servers, bases = [], []
     for mb in ("0", None):

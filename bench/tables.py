@@ -79,6 +79,20 @@ def render_serve_prefix(outputs):
     return rows
 
 
+def render_serve_store(outputs):
+    rows = ["| preset | state | read a state: folder | Redis | write a turn: folder | Redis | "
+            "turns/s: one server | three on one Redis | Redis read, one connection |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in outputs:
+        f, d = r["folder"], r["redis"]
+        one, three = r["turns_per_s_one_server"], r["turns_per_s_three_servers"]
+        rows.append(f"| `{r['preset']}` | {r['state_bytes'] / 1e6:.3f} MB | "
+                    f"{f['load_ms']:.2f} ms | {d['load_ms']:.2f} ms | {f['save_ms']:.2f} ms | "
+                    f"{d['save_ms']:.2f} ms | {fmt(one)} | {fmt(three)} ({three / one:.2f}x) | "
+                    f"{fmt(r['redis_read_mb_per_s'], 0)} MB/s |")
+    return rows
+
+
 def render_train_compare(outputs):
     rows = ["| preset, batch x context | setting | kernel | tokens/s (median) | of best |",
             "|---|---|---|---:|---:|"]
@@ -154,6 +168,10 @@ TABLES = {
                          cmds=[[PY, "bench/serve_prefix.py", "--preset", "small", "--json"],
                                [PY, "bench/serve_prefix.py", "--preset", "paper", "--rounds",
                                 "5", "--json"]]),
+    "serve-store": dict(page="docs/serving.md", render=render_serve_store,
+                        cmds=[[PY, "bench/serve_store.py", "--preset", "small", "--json"],
+                              [PY, "bench/serve_store.py", "--preset", "paper", "--clients",
+                               "4", "--turns", "3", "--json"]]),
 }
 
 

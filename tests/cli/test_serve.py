@@ -112,8 +112,9 @@ class TinyModelCase(unittest.TestCase):
 
 class Server:
     def __init__(self, model, conversations, *extra, env=None):
-        self.p = subprocess.Popen([LOGATTN, "serve", "--model", model, "--port", "0",
-                                   "--conversations", conversations, *extra],
+        store = ["--conversations", conversations] if conversations else []
+        self.p = subprocess.Popen([LOGATTN, "serve", "--model", model, "--port", "0", *store,
+                                   *extra],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=dict(os.environ, **(env or {})))
         line = self.p.stdout.readline()
