@@ -225,6 +225,7 @@ class ServeOnRedis(unittest.TestCase):
         text += self.turn(cid, "All the", server=0)
         long = self.start_long_answer(cid, server=0)
         self.servers[0].stop(signal.SIGKILL)
+        long.kill()  # its client (which may be blocked on its own output)
         long.wait(timeout=60)
         long.stdout.close()
         self.assertEqual(self.info(cid, 1)["turn"], 1)
