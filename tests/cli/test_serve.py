@@ -96,6 +96,13 @@ def train_tiny_model(folder, text, steps, batch=4, context=32, lr="3e-3"):
     return os.path.join(folder, "run", "model.safetensors")
 
 
+def train_serve_model(folder):
+    """The model of the server's tests: 60 steps, so that greedy answers vary."""
+    return train_tiny_model(
+        folder, [f"All the world's a stage, and all the men and women merely players {i}.\n"
+                 for i in range(300)], steps=60)
+
+
 class TinyModelCase(unittest.TestCase):
     """Tests over a tiny model (a few steps: the server's behaviour, not its answers), trained
     once per class into cls.dir."""
@@ -137,9 +144,7 @@ class Serve(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
-        cls.model = train_tiny_model(
-            cls.dir, [f"All the world's a stage, and all the men and women merely players {i}.\n"
-                      for i in range(300)], steps=60)
+        cls.model = train_serve_model(cls.dir)
         cls.text = os.path.join(cls.dir, "text.txt")
 
     @classmethod

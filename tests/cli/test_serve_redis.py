@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from test_serve import LOGATTN, CURL, Server, curl, run, train_tiny_model
+from test_serve import CURL, Server, curl, run, train_serve_model
 
 REDIS = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
@@ -70,9 +70,7 @@ class ServeOnRedis(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
-        cls.model = train_tiny_model(
-            cls.dir, [f"All the world's a stage, and all the men and women merely players {i}.\n"
-                      for i in range(300)], steps=60)
+        cls.model = train_serve_model(cls.dir)
 
     @classmethod
     def tearDownClass(cls):
