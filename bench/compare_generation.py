@@ -63,6 +63,7 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=256)
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args()
     torch.manual_seed(0)
     model = GenerativeLanguageModel(**SMALL).eval()
@@ -108,6 +109,14 @@ def main():
     best = 1 if med[1] <= med[2] else 2
     ratios = [r[best] / r[0] for r in rows]
     agree = next((i for i, (x, y) in enumerate(zip(ours, ref)) if x != y), len(ref))
+    if a.json:
+        print(json.dumps({"prompt_tokens": a.prompt_tokens, "tokens": a.tokens,
+                          "rounds": a.rounds, "logattn_ms": med[0] * 1e3,
+                          "torch_1_thread_ms": med[1] * 1e3, "torch_2_threads_ms": med[2] * 1e3,
+                          "best_threads": best, "ratio": med[best] / med[0],
+                          "ratio_min": min(ratios), "ratio_max": max(ratios),
+                          "greedy_tokens_agree": agree}))
+        return 0
     print(f"small preset, prompt {a.prompt_tokens} tokens, {a.tokens} greedy tokens, "
           f"median of {a.rounds} alternating rounds")
     print(f"  logattn generate:                        {med[0] * 1e3:8.3f} ms/token "

@@ -50,6 +50,7 @@ def main():
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=os.path.join(a.build, "python"))
 
@@ -76,6 +77,10 @@ def main():
     median = {name: sorted(rs, key=lambda r: r["seconds_per_step"])[len(rs) // 2]
               for name, rs in results.items()}
     ours = median["logattn"]
+    if a.json:
+        print(json.dumps({"preset": a.preset, "parameters": ours["parameters"], "batch": a.batch,
+                          "context": a.context, "rounds": a.rounds, "median": median}))
+        return 0
     print(f"preset {a.preset} ({ours['parameters']:,} parameters), batch {a.batch} x context "
           f"{a.context}, 2 threads, median of {a.rounds} alternating rounds")
     print(f"{'':>13} {'s/step':>9} {'tokens/s':>10} {'peak MiB':>9} {'vs PyTorch':>11}")

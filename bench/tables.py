@@ -93,6 +93,67 @@ def render_serve_store(outputs):
     return rows
 
 
+def render_compare_training(outputs):
+    r = outputs[0]
+    m = r["median"]
+    ref = m["PyTorch"]["tokens_per_s"]
+    rows = [f"`{r['preset']}` ({r['parameters']:,} parameters), batch {r['batch']} x context "
+            f"{r['context']}, median of {r['rounds']} alternating rounds:", "",
+            "| | s/step | tokens/s | peak MiB | tokens/s vs PyTorch |", "|---|---:|---:|---:|---:|"]
+    names = {"logattn": "logattn", "PyTorch + op": "PyTorch 1.13 + logattn's operator",
+             "PyTorch": "PyTorch 1.13"}
+    for k, name in names.items():
+        x = m[k]
+        rows.append(f"| {name} | {x['seconds_per_step']:.3f} | {fmt(x['tokens_per_s'], 0)} | "
+                    f"{fmt(x['peak_mib'], 0)} | {x['tokens_per_s'] / ref:.1f}x |")
+    return rows
+
+
+def render_compare_generation(outputs):
+    r = outputs[0]
+    return [f"`small`, a {r['prompt_tokens']}-token prompt, {r['tokens']} greedy tokens, median "
+            f"of {r['rounds']} alternating rounds:", "",
+            "| | ms/token |", "|---|---:|",
+            f"| logattn (both cores) | {r['logattn_ms']:.3f} |",
+            f"| PyTorch, 1 thread | {r['torch_1_thread_ms']:.3f} |",
+            f"| PyTorch, 2 threads | {r['torch_2_threads_ms']:.3f} |",
+            f"| logattn / PyTorch's faster ({r['best_threads']} thread(s)) | "
+            f"**{r['ratio']:.1f}x** (rounds {r['ratio_min']:.1f}x-{r['ratio_max']:.1f}x) |",
+            f"| greedy tokens the same | {r['greedy_tokens_agree']} of {r['tokens']} |"]
+
+
+# The weight types measured side by side: (preset, type), in the order of their commands.
+GENERATE_TYPES = [(p, t) for p in ("small", "paper") for t in ("f32", "bf16", "q8_0")]
+
+
+def render_generate_types(outputs):
+    rows = ["| preset | weights | ms/token | tokens/s vs f32 | resident MiB | MB read per token | "
+            "GB/s | of the measured bandwidth | prompt tokens/s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    f32 = {}
+    for (preset, wtype), out in zip(GENERATE_TYPES, outputs):
+        r = out[0]
+        f32.setdefault(preset, r["ms_per_token"])
+        share = r["weight_gb_per_s"] / r["memory_gb_per_s"]
+        rows.append(f"| `{preset}` | {wtype} | {r['ms_per_token']:.3f} | "
+                    f"{f32[preset] / r['ms_per_token']:.1f}x | {r['rss_mib']:.1f} | "
+                    f"{r['weight_mb']:.1f} | {r['weight_gb_per_s']:.1f} | {100 * share:.0f}% | "
+                    f"{fmt(r['prompt_tokens_per_s'], 0)} |")
+    return rows
+
+
+def render_serve_load(outputs):
+    r = outputs[0]
+    rows = ["| clients | requests/s | tokens/s | latency p50 / p90 / p99 / max | statuses |",
+            "|---:|---:|---:|---|---|"]
+    for x in r["runs"]:
+        statuses = ", ".join(f"{v:,} x {k}" for k, v in sorted(x["statuses"].items()))
+        rows.append(f"| {x['clients']} | {x['requests_per_s']:.1f} | {fmt(x['tokens_per_s'], 0)} | "
+                    f"{x['p50']:.3f} / {x['p90']:.3f} / {x['p99']:.3f} / {x['max']:.3f} s | "
+                    f"{statuses} |")
+    return rows
+
+
 def render_train_compare(outputs):
     rows = ["| preset, batch x context | setting | kernel | tokens/s (median) | of best |",
             "|---|---|---|---:|---:|"]
@@ -168,6 +229,18 @@ TABLES = {
                          cmds=[[PY, "bench/serve_prefix.py", "--preset", "small", "--json"],
                                [PY, "bench/serve_prefix.py", "--preset", "paper", "--rounds",
                                 "5", "--json"]]),
+    "compare-training": dict(page="docs/benchmarks.md", render=render_compare_training,
+                             cmds=[[PY, "bench/compare_training.py", "--steps", "2", "--rounds",
+                                    "3", "--json"]]),
+    "compare-generation": dict(page="docs/generation.md", render=render_compare_generation,
+                               cmds=[[PY, "bench/compare_generation.py", "--json"]]),
+    "generate-types": dict(page="docs/quantization.md", render=render_generate_types,
+                           cmds=[[L, "bench", "generate", "--preset", p, "--type", t,
+                                  "--context", "1024", "--tokens", "64", "--json"]
+                                 for p, t in GENERATE_TYPES]),
+    "serve-load": dict(page="docs/serving.md", render=render_serve_load,
+                       cmds=[[PY, "bench/serve_load.py", "--clients", "1,4,16,32,64",
+                              "--seconds", "10", "--max-batch", "64", "--json"]]),
     "serve-store": dict(page="docs/serving.md", render=render_serve_store,
                         cmds=[[PY, "bench/serve_store.py", "--preset", "small", "--json"],
                               [PY, "bench/serve_store.py", "--preset", "paper", "--clients",
@@ -199,7 +272,9 @@ def measure(name, build):
         argv = [exe if c == L else c for c in cmd]
         if argv[0] == PY:
             argv += ["--build", build]
-        r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
+        # The Python scripts import the built module (logattn.torch_model).
+        env = dict(os.environ, PYTHONPATH=os.path.join(build, "python"))
+        r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True, env=env)
         outputs.append(json.loads(r.stdout))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.strip()
