@@ -124,6 +124,7 @@ def render_compare_generation(outputs):
 
 # The weight types measured side by side: (preset, type), in the order of their commands.
 GENERATE_TYPES = [(p, t) for p in ("small", "paper") for t in ("f32", "bf16", "q8_0")]
+GENERATE_PROFILES = [("paper", "q8_0"), ("paper", "f32")]
 
 
 def render_generate_types(outputs):
@@ -140,6 +141,27 @@ def render_generate_types(outputs):
                     f"{r['weight_mb']:.1f} | {r['weight_gb_per_s']:.1f} | {100 * share:.0f}% | "
                     f"{fmt(r['prompt_tokens_per_s'], 0)} |")
     return rows
+
+
+def render_generate_profile(outputs):
+    rows = []
+    for (preset, wtype), out in zip(GENERATE_PROFILES, outputs):
+        r = out[0]
+        step, bw = r["profiled_ms_per_token"], r["memory_gb_per_s"]
+        rows += [f"`{preset}`, {wtype}, after {r['context']:,} tokens: {step:.3f} ms per token "
+                 f"profiled, memory {bw:.1f} GB/s:", "",
+                 "| operation | ms/token | share | MB read | GB/s | of the bandwidth |",
+                 "|---|---:|---:|---:|---:|---:|"]
+        total = 0
+        for op in r["profile"]:
+            ms, mb = op["ms"], op["weight_mb"]
+            total += ms
+            rate = (f"{mb:.1f} | {mb / ms:.1f} | {100 * mb / ms / bw:.0f}%" if mb >= 0.01
+                    else "| |")
+            rows.append(f"| {op['op']} | {ms:.3f} | {100 * ms / step:.1f}% | {rate} |")
+        rows += [f"| (not in an operation above) | {step - total:.3f} | "
+                 f"{100 * (step - total) / step:.1f}% | | | |", ""]
+    return rows[:-1]
 
 
 def render_serve_load(outputs):
@@ -238,6 +260,10 @@ TABLES = {
                            cmds=[[L, "bench", "generate", "--preset", p, "--type", t,
                                   "--context", "1024", "--tokens", "64", "--json"]
                                  for p, t in GENERATE_TYPES]),
+    "generate-profile": dict(page="docs/generation.md", render=render_generate_profile,
+                             cmds=[[L, "bench", "generate", "--preset", p, "--type", t,
+                                    "--context", "1024", "--tokens", "64", "--profile", "--json"]
+                                   for p, t in GENERATE_PROFILES]),
     "serve-load": dict(page="docs/serving.md", render=render_serve_load,
                        cmds=[[PY, "bench/serve_load.py", "--clients", "1,4,16,32,64",
                               "--seconds", "10", "--max-batch", "64", "--json"]]),

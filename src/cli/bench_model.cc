@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -109,7 +110,8 @@ nlohmann::json measure_train(const TrainBenchConfig& c) {
   if (c.profile) {
     nlohmann::json ops = nlohmann::json::array();
     for (int op = 0; op < model::kOpCount; ++op)
-      ops.push_back({{"op", model::op_name(static_cast<model::Op>(op))},
+      if (profile.seconds[0][op] > 0 || profile.seconds[1][op] > 0)  // ran in this step
+        ops.push_back({{"op", model::op_name(static_cast<model::Op>(op))},
                      {"kernel", model::op_kernel(static_cast<model::Op>(op))},
                      {"forward_s", profile.seconds[0][op] / c.steps},
                      {"backward_s", profile.seconds[1][op] / c.steps}});
@@ -220,6 +222,7 @@ struct GenerateBenchConfig {
   std::string attention = "log";
   std::vector<int64_t> context = {1024, 4096, 16384, 65536};
   int64_t tokens = 256;
+  bool profile = false;
   bool json = false;
 };
 
@@ -240,19 +243,34 @@ model::Model generate_bench_model(const GenerateBenchConfig& c) {
   return model::quantize_model(m, type);
 }
 
-// Bytes of weights a generation step reads: every matrix in its storage type (the tied head
-// reads the whole embedding), the rest as float32.
+// Bytes of a parameter as the model stores it: a matrix in its storage type, the rest float32.
+double param_bytes(const model::Model& m, const model::ParamInfo& p) {
+  double n = 1;
+  for (const int64_t d : p.shape) n *= static_cast<double>(d);
+  const ops::WeightType t = p.matrix ? m.weight_type() : ops::WeightType::kF32;
+  return n * (t == ops::WeightType::kF32    ? 4.0
+              : t == ops::WeightType::kBF16 ? 2.0
+                                            : 1.0 + 4.0 / ops::kQ8Block);
+}
+
+// Bytes of weights a generation step reads: every parameter once (the tied head reads the
+// whole embedding).
 double step_weight_bytes(const model::Model& m) {
   double bytes = 0;
-  for (const auto& p : m.layout().params()) {
-    double n = 1;
-    for (const int64_t d : p.shape) n *= static_cast<double>(d);
-    const ops::WeightType t = p.matrix ? m.weight_type() : ops::WeightType::kF32;
-    bytes += n * (t == ops::WeightType::kF32    ? 4.0
-                  : t == ops::WeightType::kBF16 ? 2.0
-                                                : 1.0 + 4.0 / ops::kQ8Block);
-  }
+  for (const auto& p : m.layout().params()) bytes += param_bytes(m, p);
   return bytes;
+}
+
+// The operation of a generation step that reads a parameter. W1 is read by the fused step
+// when one sequence steps through log-attention, by the projection otherwise.
+model::Op reading_op(const std::string& name, bool fused) {
+  if (name == "embed.weight") return model::Op::kHead;
+  if (name.starts_with("embed_pos.")) return model::Op::kPosition;
+  if (name.find(".feedforward1.1.") != std::string::npos)
+    return fused ? model::Op::kFusedStep : model::Op::kProjection;
+  if (name.find(".feedforward2.0.") != std::string::npos) return model::Op::kMix;
+  if (name.find(".feedforward2.2.") != std::string::npos) return model::Op::kOut;
+  return model::Op::kLayerNorm;
 }
 
 // The machine's read bandwidth, GB/s: 1 GiB summed by every thread (integer sums, which the
@@ -307,14 +325,58 @@ std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
   }
   std::nth_element(rounds.begin(), rounds.begin() + rounds.size() / 2, rounds.end());
   const double step_s = rounds[rounds.size() / 2];
+  std::string profile_json;
+  if (c.profile) {
+    // Where a step's time goes, over 32 more steps, with the weights each operation reads.
+    model::Profile profile;
+    m.set_profile(&profile);
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 32; ++i) gen.next(greedy, seed);
+    const double profiled_s = std::chrono::duration<double>(Clock::now() - t0).count() / 32;
+    m.set_profile(nullptr);
+    const bool fused = profile.seconds[0][static_cast<int>(model::Op::kFusedStep)] > 0;
+    std::array<double, model::kOpCount> bytes{};
+    for (const auto& p : m.layout().params())
+      bytes[static_cast<int>(reading_op(p.name, fused))] += param_bytes(m, p);
+    nlohmann::json ops = nlohmann::json::array();
+    for (int op = 0; op < model::kOpCount; ++op)
+      if (profile.seconds[0][op] > 0)
+        ops.push_back({{"op", model::op_name(static_cast<model::Op>(op))},
+                       {"ms", profile.seconds[0][op] / 32 * 1e3},
+                       {"weight_mb", bytes[op] / 1e6}});
+    profile_json = fmt::format(", \"profiled_ms_per_token\": {:.4f}, \"profile\": {}",
+                               profiled_s * 1e3, ops.dump());
+  }
   return fmt::format(
       "{{\"context\": {}, \"prompt_tokens_per_s\": {:.1f}, \"ms_per_token\": {:.4f}, "
       "\"rss_mib\": {:.1f}, \"weight_mb\": {:.2f}, \"weight_gb_per_s\": {:.2f}, "
-      "\"prompt_gflops\": {:.2f}}}",
+      "\"prompt_gflops\": {:.2f}{}}}",
       context, static_cast<double>(context) / prompt_s, step_s * 1e3,
       util::resident_bytes() / 1048576.0, step_weight_bytes(m) / 1e6,
       step_weight_bytes(m) / step_s / 1e9,
-      forward_flops_per_token(m) * static_cast<double>(context) / prompt_s / 1e9);
+      forward_flops_per_token(m) * static_cast<double>(context) / prompt_s / 1e9, profile_json);
+}
+
+// The profile of a measurement: each operation's time per token, its share of the step, and
+// for those that read weights the rate and its share of the machine's bandwidth.
+void print_generate_profile(const nlohmann::json& r, double bandwidth) {
+  const double step = r.at("profiled_ms_per_token").get<double>();
+  fmt::print("  {:<40} {:>9} {:>6} {:>9} {:>7} {:>13}\n", "operation", "ms/token", "share",
+             "MB read", "GB/s", "of bandwidth");
+  double total = 0;
+  for (const auto& op : r.at("profile")) {
+    const double ms = op.at("ms").get<double>(), mb = op.at("weight_mb").get<double>();
+    total += ms;
+    if (mb >= 0.01)
+      fmt::print("  {:<40} {:>9.4f} {:>5.1f}% {:>9.2f} {:>7.1f} {:>12.0f}%\n",
+                 op.at("op").get<std::string>(), ms, 100 * ms / step, mb, mb / ms,
+                 100 * mb / ms / bandwidth);
+    else
+      fmt::print("  {:<40} {:>9.4f} {:>5.1f}%\n", op.at("op").get<std::string>(), ms,
+                 100 * ms / step);
+  }
+  fmt::print("  {:<40} {:>9.4f} {:>5.1f}%\n", "(not in an operation above)", step - total,
+             100 * (step - total) / step);
 }
 
 int run_bench_generate(const GenerateBenchConfig& c, const OptionTable& table) {
@@ -347,6 +409,7 @@ int run_bench_generate(const GenerateBenchConfig& c, const OptionTable& table) {
                  100 * json_number(r, "prompt_gflops") / sgemm, json_number(r, "ms_per_token"),
                  json_number(r, "rss_mib"), json_number(r, "weight_mb"), gbs,
                  100 * gbs / bandwidth);
+      if (c.profile) print_generate_profile(nlohmann::json::parse(r), bandwidth);
       std::fflush(stdout);
     }
   }
@@ -368,6 +431,8 @@ Runner add_bench_generate_command(CLI::App& bench) {
       .add("--attention", &cfg->attention, "log (the paper's) or softmax (the twin, a KV cache)")
       .add("--context", &cfg->context, "context lengths before timing (comma-separated)")
       .add("--tokens", &cfg->tokens, "tokens to time at each context length")
+      .add("--profile", &cfg->profile,
+           "time each operation of a step, with the weights it reads and their rate")
       .add("--json", &cfg->json, "print JSON");
   table->attach(cmd);
   cmd->get_option("--context")->delimiter(',');

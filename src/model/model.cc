@@ -351,7 +351,8 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     });
     trace("x", l, a.x, N * E), trace("xn", l, a.xn, N * E);
     if (state && N == 1 && !prompt && cfg_.attention == AttentionKind::kLog) {
-      step_heads(l, state->layers[l]);  // one sequence, one token: W1 and the step fused
+      // One sequence, one token: W1 and the step fused.
+      timed(Op::kFusedStep, false, [&] { step_heads(l, state->layers[l]); });
     } else {
       timed(Op::kProjection, false, [&] {
         ops::linear(matrix(p.w1, P, E), N, a.xn.data(), W + p.b1, proj_.data(), reduce);
@@ -385,9 +386,11 @@ double Model::run(const int32_t* tokens, const int32_t* targets, int64_t B, int6
     for (int64_t b = 0; b < B; ++b)
       std::copy(x_last_.begin() + (b * T + T - 1) * E, x_last_.begin() + (b * T + T) * E,
                 dxn_.begin() + b * E);
-    ops::layernorm_forward(B, E, dxn_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
-                           meanf_.data(), rstdf_.data());
-    ops::linear(embed, B, xf_.data(), nullptr, logits, reduce);
+    timed(Op::kLayerNorm, false, [&] {
+      ops::layernorm_forward(B, E, dxn_.data(), W + layout_.lnf_w, W + layout_.lnf_b, xf_.data(),
+                             meanf_.data(), rstdf_.data());
+    });
+    timed(Op::kHead, false, [&] { ops::linear(embed, B, xf_.data(), nullptr, logits, reduce); });
     trace("xf", -1, xf_, B * E);
     if (trace_) trace_->record("logits", logits, B * V);
     if (position_logits) {

@@ -16,6 +16,8 @@ const char* op_name(Op op) {
       return "head permutes";
     case Op::kAttention:
       return "attention";
+    case Op::kFusedStep:
+      return "Linear to q, k, log v + attention step";
     case Op::kMix:
       return "Linear after attention";
     case Op::kGlu:
@@ -45,6 +47,8 @@ const char* op_kernel(Op op) {
       return "gemm + SLEEF";
     case Op::kAttention:
       return "logattn chunks (gemm inside)";
+    case Op::kFusedStep:
+      return "one-row kernel + step";
     case Op::kGlu:
     case Op::kCrossEntropy:
       return "SLEEF exp";

@@ -1,6 +1,7 @@
-// Where a training step's time goes: wall time per operation of the model, forward and
-// backward apart, gathered only while a Profile is attached (`logattn bench train
-// --profile`). Each operation names the kernel that runs it.
+// Where a training step's or a generation step's time goes: wall time per operation of the
+// model, forward and backward apart, gathered only while a Profile is attached (`logattn
+// bench train --profile`, `logattn bench generate --profile`). Each operation names the
+// kernel that runs it.
 #pragma once
 
 #include <array>
@@ -16,6 +17,7 @@ enum class Op : int {
   kProjection,    // Linear to q, k, log v (W1)
   kPermute,       // token-major <-> head-major copies around the attention
   kAttention,     // log-attention (or the twin's softmax attention), all heads
+  kFusedStep,     // one sequence's one-token step: W1 and the attention's step, head by head
   kMix,           // Linear after the attention (W2)
   kGlu,           // GLU
   kOut,           // Linear after GLU (W3)
