@@ -164,6 +164,43 @@ def render_generate_profile(outputs):
     return rows[:-1]
 
 
+def render_quantization_quality(outputs):
+    rows = ["| model | weights | file MB | nats/token | vs float32 | greedy text, 256 tokens |",
+            "|---|---|---:|---:|---:|---|"]
+    for out in outputs:
+        train = " ".join(out["train"])
+        first = f"`{out['recipe']}`: `logattn train {train}`"
+        if out["eval_tokens"]:
+            first += f" (first {out['eval_tokens']:,} validation tokens)"
+        f32 = out["rows"][0]["loss"]
+        for i, r in enumerate(out["rows"]):
+            vs = f"{100 * (r['loss'] - f32) / f32:+.3f}%" if i else ""
+            text = ("" if not i else "identical" if r["same_text"] else
+                    f"first {r['same_chars']} of {r['chars']} characters")
+            rows.append(f"| {first if i == 0 else ''} | {r['type']} | {r['file_mb']:.1f} | "
+                        f"{r['loss']:.6f} | {vs} | {text} |")
+    return rows
+
+
+def render_allreduce(outputs):
+    rows = ["| | seconds | bus bandwidth |", "|---|---:|---:|"]
+    for name, r in zip(("shared memory", "TCP (loopback)"), outputs):
+        rows.append(f"| {name}: {r['bytes'] / 1e6:.1f} MB between {r['processes']} processes | "
+                    f"{r['seconds']:.3f} | {r['busbw_gb_s']:.2f} GB/s |")
+    return rows
+
+
+def render_train_overlap(outputs):
+    rows = ["| | step, overlapped | of which reduction not hidden | step, after the backward | "
+            "of which reduction |", "|---|---:|---:|---:|---:|"]
+    for i, name in enumerate(("shared memory", "TCP loopback")):
+        over, after = outputs[2 * i], outputs[2 * i + 1]
+        rows.append(f"| {name} | {over['seconds_per_step']:.2f} s | "
+                    f"{over['reduce_seconds_per_step']:.2f} s | {after['seconds_per_step']:.2f} s | "
+                    f"{after['reduce_seconds_per_step']:.2f} s |")
+    return rows
+
+
 def render_serve_load(outputs):
     r = outputs[0]
     rows = ["| clients | requests/s | tokens/s | latency p50 / p90 / p99 / max | statuses |",
@@ -226,6 +263,9 @@ def render_compare_torch(outputs):
 
 L = "{logattn}"
 PY = "/usr/bin/python3"
+# Two processes on one machine, one thread each; TCP over loopback stands for a network.
+MPIRUN = ["mpirun", "-np", "2", "--bind-to", "none", "-x", "OMP_NUM_THREADS=1"]
+TCP = ["--mca", "btl", "tcp,self"]
 TABLES = {
     "sgemm": dict(page="docs/benchmarks.md", render=render_sgemm,
                   cmds=[[L, "bench", "sgemm", "--rounds", "5", "--json"]]),
@@ -264,6 +304,18 @@ TABLES = {
                              cmds=[[L, "bench", "generate", "--preset", p, "--type", t,
                                     "--context", "1024", "--tokens", "64", "--profile", "--json"]
                                    for p, t in GENERATE_PROFILES]),
+    "quantization-quality": dict(page="docs/quantization.md",
+                                 render=render_quantization_quality,
+                                 cmds=[[PY, "bench/quantization_quality.py", "--recipe", r, "--json"]
+                                       for r in ("small", "paper")]),
+    "allreduce": dict(page="docs/training.md", render=render_allreduce,
+                      cmds=[MPIRUN + net + [L, "bench", "allreduce", "--rounds", "5", "--json"]
+                            for net in ([], TCP)]),
+    "train-overlap": dict(page="docs/training.md", render=render_train_overlap,
+                          cmds=[MPIRUN + net + [L, "bench", "train", "--preset", "paper", "--batch",
+                                                "1", "--context", "512", "--steps", "2", *over,
+                                                "--json"]
+                                for net in ([], TCP) for over in (["--overlap-reduce"], [])]),
     "serve-load": dict(page="docs/serving.md", render=render_serve_load,
                        cmds=[[PY, "bench/serve_load.py", "--clients", "1,4,16,32,64",
                               "--seconds", "10", "--max-batch", "64", "--json"]]),
@@ -299,7 +351,9 @@ def measure(name, build):
         if argv[0] == PY:
             argv += ["--build", build]
         # The Python scripts import the built module (logattn.torch_model).
-        env = dict(os.environ, PYTHONPATH=os.path.join(build, "python"))
+        # mpirun refuses root unless told (containers run as root).
+        env = dict(os.environ, PYTHONPATH=os.path.join(build, "python"),
+                   OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True, env=env)
         outputs.append(json.loads(r.stdout))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
