@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -222,6 +223,7 @@ struct GenerateBenchConfig {
   std::string attention = "log";
   std::vector<int64_t> context = {1024, 4096, 16384, 65536};
   int64_t tokens = 256;
+  int64_t batch = 1;  // sequences stepping together (the server's continuous batching)
   bool profile = false;
   bool json = false;
 };
@@ -315,12 +317,30 @@ std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
   generate::SampleOptions greedy;
   greedy.temperature = 0;
   uint64_t seed = 0;
-  gen.next(greedy, seed);  // warm-up: the one-token shapes
-  // Median of rounds of 32 tokens.
+  // One step of every sequence: alone through next(), several through one batched step (the
+  // others continue from a copy of the prompt's state, as prefix reuse would start them).
+  std::vector<std::unique_ptr<generate::Generator>> others;
+  for (int64_t b = 1; b < c.batch; ++b) {
+    others.push_back(std::make_unique<generate::Generator>(m));
+    others.back()->restore(gen.snapshot());
+  }
+  std::vector<generate::Generator*> gens = {&gen};
+  for (auto& g : others) gens.push_back(g.get());
+  generate::Generator::Batch batch;
+  std::vector<int32_t> next(gens.size());
+  const int64_t V = m.config().vocab;
+  auto step = [&] {
+    if (gens.size() == 1) return static_cast<void>(gen.next(greedy, seed));
+    for (size_t b = 0; b < gens.size(); ++b)
+      next[b] = generate::pick_token(gens[b]->last_logits().data(), V, greedy, seed);
+    generate::Generator::step_together(gens, next, batch);
+  };
+  step();  // warm-up: the one-token shapes
+  // Median of rounds of 32 steps.
   std::vector<double> rounds;
   for (int64_t done = 0; done < c.tokens; done += 32) {
     const auto t0 = Clock::now();
-    for (int i = 0; i < 32; ++i) gen.next(greedy, seed);
+    for (int i = 0; i < 32; ++i) step();
     rounds.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / 32);
   }
   std::nth_element(rounds.begin(), rounds.begin() + rounds.size() / 2, rounds.end());
@@ -331,7 +351,7 @@ std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
     model::Profile profile;
     m.set_profile(&profile);
     const auto t0 = Clock::now();
-    for (int i = 0; i < 32; ++i) gen.next(greedy, seed);
+    for (int i = 0; i < 32; ++i) step();
     const double profiled_s = std::chrono::duration<double>(Clock::now() - t0).count() / 32;
     m.set_profile(nullptr);
     const bool fused = profile.seconds[0][static_cast<int>(model::Op::kFusedStep)] > 0;
@@ -350,11 +370,12 @@ std::string measure_generate(const GenerateBenchConfig& c, int64_t context) {
   return fmt::format(
       "{{\"context\": {}, \"prompt_tokens_per_s\": {:.1f}, \"ms_per_token\": {:.4f}, "
       "\"rss_mib\": {:.1f}, \"weight_mb\": {:.2f}, \"weight_gb_per_s\": {:.2f}, "
-      "\"prompt_gflops\": {:.2f}{}}}",
+      "\"prompt_gflops\": {:.2f}, \"batch\": {}, \"tokens_per_s\": {:.1f}{}}}",
       context, static_cast<double>(context) / prompt_s, step_s * 1e3,
       util::resident_bytes() / 1048576.0, step_weight_bytes(m) / 1e6,
       step_weight_bytes(m) / step_s / 1e9,
-      forward_flops_per_token(m) * static_cast<double>(context) / prompt_s / 1e9, profile_json);
+      forward_flops_per_token(m) * static_cast<double>(context) / prompt_s / 1e9, c.batch,
+      static_cast<double>(c.batch) / step_s, profile_json);
 }
 
 // The profile of a measurement: each operation's time per token, its share of the step, and
@@ -382,6 +403,7 @@ void print_generate_profile(const nlohmann::json& r, double bandwidth) {
 int run_bench_generate(const GenerateBenchConfig& c, const OptionTable& table) {
   if (c.context.empty() || c.tokens < 32)
     throw Error("bench generate: give at least one --context and --tokens of at least 32");
+  if (c.batch < 1 || c.batch > 1024) throw Error("bench generate: --batch must be in [1, 1024]");
   // The limit a step's reading of its weights runs into, measured in this run.
   // And the one a prompt's products run into.
   const double bandwidth = json_number(
@@ -409,6 +431,9 @@ int run_bench_generate(const GenerateBenchConfig& c, const OptionTable& table) {
                  100 * json_number(r, "prompt_gflops") / sgemm, json_number(r, "ms_per_token"),
                  json_number(r, "rss_mib"), json_number(r, "weight_mb"), gbs,
                  100 * gbs / bandwidth);
+      if (c.batch > 1)
+        fmt::print("  {} sequences stepping together: {:.1f} tokens/s\n", c.batch,
+                   json_number(r, "tokens_per_s"));
       if (c.profile) print_generate_profile(nlohmann::json::parse(r), bandwidth);
       std::fflush(stdout);
     }
@@ -431,6 +456,8 @@ Runner add_bench_generate_command(CLI::App& bench) {
       .add("--attention", &cfg->attention, "log (the paper's) or softmax (the twin, a KV cache)")
       .add("--context", &cfg->context, "context lengths before timing (comma-separated)")
       .add("--tokens", &cfg->tokens, "tokens to time at each context length")
+      .add("--batch", &cfg->batch,
+           "sequences stepping together (ms/token is then per step of all of them)")
       .add("--profile", &cfg->profile,
            "time each operation of a step, with the weights it reads and their rate")
       .add("--json", &cfg->json, "print JSON");
