@@ -124,7 +124,9 @@ def render_compare_generation(outputs):
 
 # The weight types measured side by side: (preset, type), in the order of their commands.
 GENERATE_TYPES = [(p, t) for p in ("small", "paper") for t in ("f32", "bf16", "q8_0")]
-GENERATE_PROFILES = [("paper", "q8_0"), ("paper", "f32")]
+GENERATE_PROFILES = [("paper", "q8_0", 1), ("paper", "f32", 1), ("paper", "q8_0", 32)]
+# Batched decoding: (type, sequences stepping together).
+GENERATE_BATCHES = [(t, b) for t in ("f32", "bf16", "q8_0") for b in (1, 32)]
 
 
 def render_generate_types(outputs):
@@ -145,10 +147,11 @@ def render_generate_types(outputs):
 
 def render_generate_profile(outputs):
     rows = []
-    for (preset, wtype), out in zip(GENERATE_PROFILES, outputs):
+    for (preset, wtype, batch), out in zip(GENERATE_PROFILES, outputs):
         r = out[0]
         step, bw = r["profiled_ms_per_token"], r["memory_gb_per_s"]
-        rows += [f"`{preset}`, {wtype}, after {r['context']:,} tokens: {step:.3f} ms per token "
+        what = "per token" if batch == 1 else f"per step of {batch} sequences"
+        rows += [f"`{preset}`, {wtype}, after {r['context']:,} tokens: {step:.3f} ms {what} "
                  f"profiled, memory {bw:.1f} GB/s:", "",
                  "| operation | ms/token | share | MB read | GB/s | of the bandwidth |",
                  "|---|---:|---:|---:|---:|---:|"]
@@ -162,6 +165,18 @@ def render_generate_profile(outputs):
         rows += [f"| (not in an operation above) | {step - total:.3f} | "
                  f"{100 * (step - total) / step:.1f}% | | | |", ""]
     return rows[:-1]
+
+
+def render_generate_batch(outputs):
+    rows = ["| weights | sequences | ms per step | tokens/s | vs one sequence |",
+            "|---|---:|---:|---:|---:|"]
+    one = {}
+    for (wtype, batch), out in zip(GENERATE_BATCHES, outputs):
+        r = out[0]
+        one.setdefault(wtype, r["tokens_per_s"])
+        rows.append(f"| {wtype} | {batch} | {r['ms_per_token']:.2f} | {fmt(r['tokens_per_s'])} | "
+                    f"{r['tokens_per_s'] / one[wtype]:.1f}x |")
+    return rows
 
 
 def render_quantization_quality(outputs):
@@ -302,8 +317,13 @@ TABLES = {
                                  for p, t in GENERATE_TYPES]),
     "generate-profile": dict(page="docs/generation.md", render=render_generate_profile,
                              cmds=[[L, "bench", "generate", "--preset", p, "--type", t,
-                                    "--context", "1024", "--tokens", "64", "--profile", "--json"]
-                                   for p, t in GENERATE_PROFILES]),
+                                    "--context", "1024", "--tokens", "64", "--batch", str(b),
+                                    "--profile", "--json"]
+                                   for p, t, b in GENERATE_PROFILES]),
+    "generate-batch": dict(page="docs/generation.md", render=render_generate_batch,
+                           cmds=[[L, "bench", "generate", "--preset", "paper", "--type", t,
+                                  "--context", "1024", "--tokens", "64", "--batch", str(b),
+                                  "--json"] for t, b in GENERATE_BATCHES]),
     "quantization-quality": dict(page="docs/quantization.md",
                                  render=render_quantization_quality,
                                  cmds=[[PY, "bench/quantization_quality.py", "--recipe", r, "--json"]

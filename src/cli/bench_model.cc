@@ -113,9 +113,9 @@ nlohmann::json measure_train(const TrainBenchConfig& c) {
     for (int op = 0; op < model::kOpCount; ++op)
       if (profile.seconds[0][op] > 0 || profile.seconds[1][op] > 0)  // ran in this step
         ops.push_back({{"op", model::op_name(static_cast<model::Op>(op))},
-                     {"kernel", model::op_kernel(static_cast<model::Op>(op))},
-                     {"forward_s", profile.seconds[0][op] / c.steps},
-                     {"backward_s", profile.seconds[1][op] / c.steps}});
+                       {"kernel", model::op_kernel(static_cast<model::Op>(op))},
+                       {"forward_s", profile.seconds[0][op] / c.steps},
+                       {"backward_s", profile.seconds[1][op] / c.steps}});
     ops.push_back({{"op", "clip + AdamW"},
                    {"kernel", "logattn loops"},
                    {"forward_s", 0.0},

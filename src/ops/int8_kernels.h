@@ -25,14 +25,18 @@ void set_int8_kernel(Int8Kernel k);
 
 namespace kernels {
 
-// out[r] = sum_b (wd[r nb + b] xd[b]) sum_{i < 32} wq[r, 32 b + i] xq[32 b + i], r < rows.
-// wq: [rows, 32 nb] int8 (|q| <= 127), wd: [rows, nb]; xq: [32 nb] (|q| <= 127), xd: [nb].
-void q8_rows(Int8Kernel k, int64_t rows, int64_t nb, const int8_t* wq, const float* wd,
-             const int8_t* xq, const float* xd, float* out);
+// Each row of x against every row of the weights; a row of x gets the same bits whatever m
+// is (several rows of x share each load of the weights, each summed as it is alone).
+// out[i ldo + r] = sum_b (wd[r nb + b] xd[i nb + b]) sum_{t < 32} wq[r, 32 b + t] xq[i, 32 b + t],
+// r < rows, i < m. wq: [rows, 32 nb] int8 (|q| <= 127), wd: [rows, nb]; xq: [m, 32 nb]
+// (|q| <= 127), xd: [m, nb].
+void q8_rows(Int8Kernel k, int64_t rows, int64_t nb, const int8_t* wq, const float* wd, int64_t m,
+             const int8_t* xq, const float* xd, float* out, int64_t ldo);
 
-// out[r] = sum_i bf16(w[r, i]) x[i], r < rows; w: [rows, cols] bf16, x: [cols].
-void bf16_rows(Int8Kernel k, int64_t rows, int64_t cols, const uint16_t* w, const float* x,
-               float* out);
+// out[i ldo + r] = sum_c bf16(w[r, c]) x[i, c], r < rows, i < m; w: [rows, cols] bf16,
+// x: [m, cols]; as q8_rows, a row of x gets the same bits whatever m is.
+void bf16_rows(Int8Kernel k, int64_t rows, int64_t cols, const uint16_t* w, int64_t m,
+               const float* x, float* out, int64_t ldo);
 
 }  // namespace kernels
 }  // namespace logattn::ops

@@ -124,8 +124,7 @@ void linear(const Matrix& w, int64_t m, const float* x, const float* bias, float
   if (w.type == WeightType::kBF16) {
     const auto* wb = static_cast<const uint16_t*>(w.data);
     split_rows(rows, m, cols, [&](int64_t r0, int64_t r1) {
-      for (int64_t i = 0; i < m; ++i)
-        kernels::bf16_rows(k, r1 - r0, cols, wb + r0 * cols, x + i * cols, y + i * rows + r0);
+      kernels::bf16_rows(k, r1 - r0, cols, wb + r0 * cols, m, x, y + r0, rows);
     });
   } else {
     const int64_t nb = cols / kQ8Block;
@@ -136,9 +135,8 @@ void linear(const Matrix& w, int64_t m, const float* x, const float* bias, float
     const int8_t* xqp = xq.data();
     const float* xdp = xd.data();
     split_rows(rows, m, cols, [&](int64_t r0, int64_t r1) {
-      for (int64_t i = 0; i < m; ++i)
-        kernels::q8_rows(k, r1 - r0, nb, wq + r0 * cols, w.scales + r0 * nb, xqp + i * cols,
-                         xdp + i * nb, y + i * rows + r0);
+      kernels::q8_rows(k, r1 - r0, nb, wq + r0 * cols, w.scales + r0 * nb, m, xqp, xdp, y + r0,
+                       rows);
     });
   }
   if (bias) add_bias(m, rows, bias, y);

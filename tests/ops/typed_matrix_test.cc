@@ -131,6 +131,36 @@ TEST(TypedMatrix, Bf16AgainstTheOracleInEveryVariant) {
   }
 }
 
+// A batch's rows share each load of the weights (several accumulators at once), yet each row
+// must get the bits of a product of that row alone, in every variant, whatever the batch's
+// size (groups of 4 and the rows left over), so that a sequence's tokens do not depend on the
+// batch it steps in.
+TEST(TypedMatrix, EveryRowOfABatchHasTheBitsOfThatRowAlone) {
+  KernelGuard guard;
+  const int64_t rows = 150, cols = 96;
+  const auto w = random_floats(rows * cols, 11, 0.1f);
+  const Q8 wq = quantize(rows, cols, w);
+  std::vector<uint16_t> wb(w.size());
+  for (size_t i = 0; i < w.size(); ++i) wb[i] = to_bf16(w[i]);
+  const auto bias = random_floats(rows, 12);
+  for (const Matrix& m : {Matrix{WeightType::kQ8_0, rows, cols, wq.q.data(), wq.d.data()},
+                          Matrix{WeightType::kBF16, rows, cols, wb.data(), nullptr}})
+    for (Int8Kernel k : supported_kernels()) {
+      set_int8_kernel(k);
+      for (const int64_t batch : {2, 3, 4, 5, 8, 9, 33}) {
+        const auto x = random_floats(batch * cols, 13 + batch, 2.f);
+        std::vector<float> y(batch * rows), alone(rows);
+        linear(m, batch, x.data(), bias.data(), y.data(), Reduce::kEachRowAlone);
+        for (int64_t i = 0; i < batch; ++i) {
+          linear(m, 1, x.data() + i * cols, bias.data(), alone.data(), Reduce::kEachRowAlone);
+          ASSERT_EQ(std::vector<float>(y.begin() + i * rows, y.begin() + (i + 1) * rows), alone)
+              << weight_type_name(m.type) << " " << int8_kernel_name(k) << ", batch " << batch
+              << ", row " << i;
+        }
+      }
+    }
+}
+
 TEST(TypedMatrix, RowsAndRowViewsDequantize) {
   const int64_t rows = 4, cols = 64;
   const auto w = random_floats(rows * cols, 6);
