@@ -265,6 +265,22 @@ TEST(Generator, ASequencesLogitsDoNotDependOnItsBatch) {
   for_every_weight_type(check);
 }
 
+// Stepping together gathers the states into one model's batch: generators of another model
+// (even of the same shape), or too few tokens, are refused before anything is copied.
+TEST(Generator, StepTogetherRefusesGeneratorsOfAnotherModel) {
+  model::Model a = tiny_model(), b = tiny_model();
+  Generator ga(a), gb(b), gc(a);
+  for (Generator* g : {&ga, &gb, &gc}) g->feed(prompt_tokens(4));
+  const auto before = ga.last_logits();
+  Generator::Batch batch;
+  EXPECT_THROW(Generator::step_together({&ga, &gb}, {1, 2}, batch), Error);
+  EXPECT_THROW(Generator::step_together({&ga, &gc}, {1}, batch), Error);
+  EXPECT_EQ(ga.last_logits(), before);
+  EXPECT_EQ(ga.tokens(), 4);
+  Generator::step_together({&ga, &gc}, {1, 2}, batch);
+  EXPECT_EQ(ga.tokens(), 5);
+}
+
 TEST(Generator, BadStateFilesAndPrompts) {
   model::Model m = tiny_model();
   Generator g(m);
