@@ -138,7 +138,9 @@ TEST(Engine, PrefixReuseNeverChangesAnAnswer) {
         EXPECT_GT(st.hits, 0) << type << ", cache " << mb << " MB";
         EXPECT_GT(st.tokens_reused, 0);
         EXPECT_LE(st.bytes, mb * 1048576);
-        if (mb < 512 && !together) EXPECT_GT(st.evictions, 0);
+        if (mb < 512 && !together) {
+          EXPECT_GT(st.evictions, 0);
+        }
         EXPECT_EQ(on.metrics().prompt_tokens_read + st.tokens_reused, on.metrics().prompt_tokens);
       }
     }
