@@ -28,6 +28,19 @@ std::string ConversationStore::random_id() {
   return id;
 }
 
+void check_store_settings(int64_t memory_mb, int64_t keep_turns) {
+  if (memory_mb < 1 || memory_mb > (int64_t{1} << 20))
+    throw Error("serve: --conversations-memory-mb must be in [1, 2^20]");
+  if (keep_turns < 1 || keep_turns > 1024) throw Error("serve: --keep-turns must be in [1, 1024]");
+}
+
+Error damaged_conversation(const std::string& id, const std::string& what,
+                           const std::string& detail) {
+  std::fprintf(stderr, "logattn serve: conversation %s: %s\n", id.c_str(), detail.c_str());
+  return Error("the state of conversation '" + id + "' " + what +
+               "; DELETE the conversation to remove it");
+}
+
 std::unique_ptr<ConversationStore> open_store(model::Model& model, const StoreConfig& cfg) {
   if (!cfg.dir.empty() && !cfg.redis_url.empty())
     throw Error("serve: give --conversations DIR or --state-store URL, not both");

@@ -104,6 +104,9 @@ class ConversationStore {
   virtual StoreStats stats() const = 0;
   virtual int64_t keep_turns() const = 0;
 
+  // Turn numbers: far beyond any conversation; a larger one in a store is damage.
+  static constexpr int64_t kMaxTurn = int64_t{1} << 40;
+
   // Conversation ids: 1 to 64 of [A-Za-z0-9_-].
   static bool valid_id(const std::string& id);
   // A new random id ("conv-" and 32 hex digits).
@@ -119,6 +122,15 @@ struct StoreConfig {
   int64_t memory_mb = 256;              // latest states kept in memory
   int64_t keep_turns = 16;              // states kept per conversation (rewind and fork reach them)
 };
+
+// Checks the settings every store takes (memory_mb, keep_turns); throws naming the option.
+void check_store_settings(int64_t memory_mb, int64_t keep_turns);
+
+// The error for a conversation whose stored values cannot be used: its id alone, never what
+// they hold (`detail` goes to the server's log); `what` says where and what, e.g. "in the
+// state store is damaged".
+Error damaged_conversation(const std::string& id, const std::string& what,
+                           const std::string& detail);
 
 // The store cfg names, or null for neither. Throws logattn::Error for a bad setting.
 std::unique_ptr<ConversationStore> open_store(model::Model& model, const StoreConfig& cfg);

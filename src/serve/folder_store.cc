@@ -22,8 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int64_t kMaxTurn = int64_t{1} << 40;
-
 // What an entry of the folder is. Only a regular file is ever read and only a real folder is
 // ever entered: a link could point anywhere on the machine, a FIFO would block the reader.
 enum class Kind { kNone, kRegular, kFolder, kOther };
@@ -34,13 +32,9 @@ Kind kind_of(const std::string& path) {
   return S_ISREG(st.st_mode) ? Kind::kRegular : S_ISDIR(st.st_mode) ? Kind::kFolder : Kind::kOther;
 }
 
-// The message for a conversation whose files cannot be used: its id alone, never what the
-// files hold (the details go to the server's log).
 Error damaged(const std::string& id, const std::string& detail) {
-  std::fprintf(stderr, "logattn serve: conversation %s: %s\n", id.c_str(), detail.c_str());
-  return Error("the state of conversation '" + id +
-               "' in the conversations folder is damaged or not a regular file; DELETE the "
-               "conversation to remove it");
+  return damaged_conversation(id, "in the conversations folder is damaged or not a regular file",
+                              detail);
 }
 
 // Runs read() on a turn's state file of conversation id, refusing anything but a regular file.
@@ -64,7 +58,7 @@ int64_t turn_of(const std::string& name, const std::string& ext = ".safetensors"
     if (name[i] < '0' || name[i] > '9') return 0;
     t = t * 10 + (name[i] - '0');
   }
-  return t <= kMaxTurn ? t : 0;
+  return t <= ConversationStore::kMaxTurn ? t : 0;
 }
 
 // A small JSON file of the conversation's folder (a turn's text, the title), or null when it
@@ -89,10 +83,7 @@ std::string read_title(const std::string& folder) {
 FolderStore::FolderStore(model::Model& model, std::string dir, int64_t memory_mb,
                          int64_t keep_turns)
     : model_(model), dir_(std::move(dir)), memory_mb_(memory_mb), keep_turns_(keep_turns) {
-  if (memory_mb_ < 1 || memory_mb_ > (int64_t{1} << 20))
-    throw Error("serve: --conversations-memory-mb must be in [1, 2^20]");
-  if (keep_turns_ < 1 || keep_turns_ > 1024)
-    throw Error("serve: --keep-turns must be in [1, 1024]");
+  check_store_settings(memory_mb_, keep_turns_);
   state_bytes_ = generate::Generator::snapshot_bytes(model);
   std::error_code ec;
   fs::create_directories(dir_, ec);

@@ -16,7 +16,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Reply = RedisClient::Reply;
 
-constexpr int64_t kMaxTurn = int64_t{1} << 40;
 constexpr int64_t kMaxTtl = int64_t{1} << 31;
 // The kept-turns field of a hash holds at most this many bytes (1,024 turns of any size).
 constexpr size_t kMaxTurnsField = 64 * 1024;
@@ -68,12 +67,8 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return n
 )lua";
 
-// The message for a conversation whose values cannot be used: its id alone (the details go
-// to the server's log), as the folder store's.
 Error damaged(const std::string& id, const std::string& detail) {
-  std::fprintf(stderr, "logattn serve: conversation %s: %s\n", id.c_str(), detail.c_str());
-  return Error("the state of conversation '" + id +
-               "' in the state store is damaged; DELETE the conversation to remove it");
+  return damaged_conversation(id, "in the state store is damaged", detail);
 }
 
 std::string turns_field(const std::vector<TurnInfo>& turns) {
@@ -99,7 +94,8 @@ std::vector<TurnInfo> parse_turns(const std::string& s) {
     const size_t colon = item.find(':');
     if (colon == std::string::npos) throw Error("kept turn '" + item + "' is not turn:tokens");
     TurnInfo t;
-    t.turn = util::parse_integer(item.substr(0, colon), 1, kMaxTurn, "a kept turn");
+    t.turn =
+        util::parse_integer(item.substr(0, colon), 1, ConversationStore::kMaxTurn, "a kept turn");
     t.tokens = util::parse_integer(item.substr(colon + 1), 1, util::kMaxCount, "a turn's tokens");
     if (!out.empty() && t.turn <= out.back().turn) throw Error("its kept turns are not in order");
     out.push_back(t);
@@ -135,10 +131,7 @@ RedisStore::RedisStore(model::Model& model, const StoreConfig& cfg)
       ttl_(cfg.ttl_seconds),
       memory_mb_(cfg.memory_mb),
       keep_turns_(cfg.keep_turns) {
-  if (memory_mb_ < 1 || memory_mb_ > (int64_t{1} << 20))
-    throw Error("serve: --conversations-memory-mb must be in [1, 2^20]");
-  if (keep_turns_ < 1 || keep_turns_ > 1024)
-    throw Error("serve: --keep-turns must be in [1, 1024]");
+  check_store_settings(memory_mb_, keep_turns_);
   if (ttl_ < 0 || ttl_ > kMaxTtl) throw Error("serve: --state-ttl must be in [0, 2^31] seconds");
   if (prefix_.size() > 64 || !std::all_of(prefix_.begin(), prefix_.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -152,25 +145,27 @@ std::string RedisStore::key(const std::string& id) const {
   return prefix_ + "conversation:" + id;
 }
 
+RedisStore::Meta RedisStore::parse_meta(const RedisClient::Reply& r) {
+  for (const auto& e : r.elements)
+    if (e.type != Reply::Type::kString && !e.nil()) throw Error("a field is not a string");
+  Meta m;
+  m.version = util::parse_integer(r.elements[0].str, 0, util::kMaxCount, "its version");
+  m.turns = parse_turns(r.elements[1].str);
+  m.title = r.elements[2].str;
+  if (m.title.size() > kMaxTitle) throw Error("its title is too long");
+  return m;
+}
+
 std::optional<RedisStore::Meta> RedisStore::read_meta(const std::string& id) {
   const Reply r = redis_.command({"HMGET", key(id), "version", "turns", "title"});
   if (r.type != Reply::Type::kArray || r.elements.size() != 3)
     throw Error("the state store answered HMGET with something else than 3 values");
   if (r.elements[0].nil()) return std::nullopt;
-  Meta m;
   try {
-    for (const auto& e : r.elements)
-      if (e.type != Reply::Type::kString && !e.nil()) throw Error("a field is not a string");
-    m.version = util::parse_integer(r.elements[0].str, 0, util::kMaxCount, "its version");
-    m.turns = parse_turns(r.elements[1].str);
-    m.title = r.elements[2].str;
-    if (m.title.size() > kMaxTitle) throw Error("its title is too long");
-  } catch (const StoreError&) {
-    throw;
+    return parse_meta(r);
   } catch (const Error& e) {
     throw damaged(id, e.what());
   }
-  return m;
 }
 
 RedisStore::Update RedisStore::update(const std::string& id, int64_t version, bool bump,
@@ -258,13 +253,10 @@ std::vector<ConversationInfo> RedisStore::list() {
       gone.push_back(valid[i]);
       continue;
     }
-    Meta m;
+    Meta m;  // a damaged one is listed bare, and refused when used, as a damaged folder is
     try {
-      m.version = util::parse_integer(r.elements[0].str, 0, util::kMaxCount, "its version");
-      m.turns = parse_turns(r.elements[1].str);
-      m.title = r.elements[2].str.substr(0, kMaxTitle);
+      m = parse_meta(r);
     } catch (const Error&) {
-      m = Meta();  // listed; refused when used, as a damaged folder is
     }
     out.push_back(info_of(valid[i], m));
   }
@@ -326,6 +318,17 @@ RedisStore::Result RedisStore::remove(const std::string& id) {
   return n > 0 ? Result::kDone : Result::kUnknown;
 }
 
+RedisStore::Cut RedisStore::cut_at(const Meta& m, int64_t turn) {
+  Cut cut;
+  for (const auto& t : m.turns)
+    if (t.turn <= turn)
+      cut.kept.push_back(t);
+    else
+      cut.drops.push_back(state_field(t.turn));
+  for (int64_t t = turn + 1; t <= m.turn(); ++t) cut.drops.push_back(text_field(t));
+  return cut;
+}
+
 RedisStore::Result RedisStore::fork(const std::string& id, int64_t turn, std::string& new_id) {
   if (busy(id)) return Result::kBusy;
   for (int i = 0; i < kTries; ++i) {
@@ -333,19 +336,12 @@ RedisStore::Result RedisStore::fork(const std::string& id, int64_t turn, std::st
     if (!m) return Result::kUnknown;
     const int64_t at = turn < 0 ? m->turn() : turn;
     if (!m->keeps(at)) return Result::kNoSuchTurn;
-    std::vector<TurnInfo> kept;
-    std::vector<std::string> drops;
-    for (const auto& t : m->turns)
-      if (t.turn <= at)
-        kept.push_back(t);
-      else
-        drops.push_back(state_field(t.turn));
-    for (int64_t t = at + 1; t <= m->turn(); ++t) drops.push_back(text_field(t));
+    const Cut cut = cut_at(*m, at);
     const std::string candidate = random_id(), v = std::to_string(m->version),
-                      ttl = std::to_string(ttl_), turns = turns_field(kept);
+                      ttl = std::to_string(ttl_), turns = turns_field(cut.kept);
     const std::string from = key(id), to = key(candidate), list = prefix_ + "conversations";
     RedisClient::Command cmd = {"EVAL", kFork, "3", from, to, list, v, candidate, ttl, turns};
-    for (const auto& f : drops) cmd.push_back(f);
+    for (const auto& f : cut.drops) cmd.push_back(f);
     const int64_t r = integer_of(redis_.command(cmd));
     if (r == -1) return Result::kUnknown;
     if (r == 1) {
@@ -359,18 +355,11 @@ RedisStore::Result RedisStore::fork(const std::string& id, int64_t turn, std::st
 RedisStore::Result RedisStore::rewind(const std::string& id, int64_t turn) {
   return retried(id, [&](const Meta& m) {
     if (!m.keeps(turn)) return std::pair{Result::kNoSuchTurn, Update::kDone};
-    std::vector<TurnInfo> kept;
-    std::vector<std::string> drops;
-    for (const auto& t : m.turns)
-      if (t.turn <= turn)
-        kept.push_back(t);
-      else
-        drops.push_back(state_field(t.turn));
-    for (int64_t t = turn + 1; t <= m.turn(); ++t) drops.push_back(text_field(t));
-    if (drops.empty()) return std::pair{Result::kDone, Update::kDone};
-    const std::string turns = turns_field(kept);
+    const Cut cut = cut_at(m, turn);
+    if (cut.drops.empty()) return std::pair{Result::kDone, Update::kDone};
+    const std::string turns = turns_field(cut.kept);
     return std::pair{Result::kDone,
-                     update(id, m.version, /*bump=*/true, {{"turns", turns}}, drops)};
+                     update(id, m.version, /*bump=*/true, {{"turns", turns}}, cut.drops)};
   });
 }
 

@@ -72,6 +72,16 @@ class RedisStore : public ConversationStore {
     std::list<std::string>::iterator lru;
     bool in_lru = false;
   };
+  // The conversation up to `turn`: the turns it keeps, and the fields of later turns (their
+  // states and texts) that go (a rewind drops them; a fork's copy leaves them out).
+  struct Cut {
+    std::vector<TurnInfo> kept;
+    std::vector<std::string> drops;
+  };
+  static Cut cut_at(const Meta& m, int64_t turn);
+  // An HMGET of version, turns and title (the version present) as a Meta; throws
+  // logattn::Error naming what is damaged.
+  static Meta parse_meta(const RedisClient::Reply& r);
   enum class Update { kDone, kChanged, kGone };
   using Fields = std::vector<std::pair<std::string, std::string_view>>;
 
