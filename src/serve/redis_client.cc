@@ -51,13 +51,15 @@ RedisClient::RedisClient(const std::string& url) : url_(url) {
   if (!url.starts_with(scheme)) throw bad("it does not start with redis://");
   std::string rest = url.substr(scheme.size());
   if (const size_t slash = rest.find('/'); slash != std::string::npos) {
-    db_ = util::parse_integer(rest.substr(slash + 1), 0, int64_t{1} << 20, "the database number");
+    db_ = util::parse_integer(rest.substr(slash + 1), 0, int64_t{1} << 20,
+                              "serve: --state-store '" + url + "': the database number");
     rest.resize(slash);
   }
   const size_t colon = rest.rfind(':');
   if (colon == std::string::npos || colon == 0) throw bad("no HOST:PORT");
   host_ = rest.substr(0, colon);
-  port_ = static_cast<int>(util::parse_integer(rest.substr(colon + 1), 1, 65535, "the port"));
+  port_ = static_cast<int>(util::parse_integer(rest.substr(colon + 1), 1, 65535,
+                                               "serve: --state-store '" + url + "': the port"));
 }
 
 RedisClient::~RedisClient() {

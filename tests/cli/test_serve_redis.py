@@ -290,8 +290,11 @@ class ServeOnRedis(unittest.TestCase):
 
     def test_bad_settings_exit_1_naming_the_option(self):
         for args, words in ((["--state-store", "http://x:1"], "redis://"),
+                            (["--state-store", "redis://127.0.0.1:99999"], "--state-store"),
                             (["--state-store", "redis://127.0.0.1:99999"], "port"),
+                            (["--state-store", "redis://127.0.0.1:1/x"], "--state-store"),
                             (["--state-store", "redis://127.0.0.1:1/x"], "database"),
+                            (["--state-store", "redis://127.0.0.1:1/"], "database"),
                             (["--state-store", self.redis.url, "--conversations", self.dir],
                              "not both"),
                             (["--state-store", self.redis.url, "--state-ttl", "-1"],
